@@ -1,0 +1,79 @@
+# MovieLens lakehouse — task runner. `make help` lists the targets.
+# The quick start is two commands: `make run` and `make test`; both install what is missing.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+LAKEHOUSE_HOME ?= $(CURDIR)/.lakehouse
+DATASET ?= ml-100k
+# A local MovieLens copy (folder or zip); empty = download the official zip.
+MOVIELENS_SOURCE ?=
+PYTEST_ARGS ?=
+
+export LAKEHOUSE_HOME MOVIELENS_SOURCE
+
+.PHONY: help setup check-java run up down status ingest dbt-build test test-unit bench lock clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@echo
+	@echo "  Variables: DATASET=$(DATASET)  MOVIELENS_SOURCE=<folder or zip>  LAKEHOUSE_HOME=$(LAKEHOUSE_HOME)"
+
+check-java: ## check that Java >= 17 is installed
+	@command -v java >/dev/null || { echo "Java 17 or newer is required (Spark runs on the JVM). Install it, e.g. 'sudo apt-get install openjdk-17-jre-headless', then re-run."; exit 1; }
+	@major=$$(java -version 2>&1 | awk -F'"' '/version/ {split($$2, v, "."); print (v[1] == "1" ? v[2] : v[1]); exit}'); \
+	if [ -z "$$major" ] || [ "$$major" -lt 17 ]; then \
+	  echo "Java $$major found; Spark 4 needs Java 17 or newer. Install e.g. 'sudo apt-get install openjdk-17-jre-headless' and put it first on PATH (or set JAVA_HOME)."; exit 1; fi
+
+# The virtualenv is rebuilt only when the pins change: a second run costs nothing.
+$(VENV)/.installed: pyproject.toml requirements.lock
+	@test -n "$(PYTHON)" || { echo "Python 3.11 or 3.12 is required"; exit 1; }
+	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if (3, 11) <= v[:2] <= (3, 12) else "Python 3.11 or 3.12 is required, found %d.%d" % v[:2])'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+setup: check-java $(VENV)/.installed ## create .venv and install the pinned dependencies (idempotent)
+
+run: setup ## the whole pipeline: start the server, ingest MovieLens, dbt build, print a summary
+	$(BIN)/lakehouse run --dataset $(DATASET)
+
+up: setup ## start the lakehouse server (Thrift 127.0.0.1:10000, Spark Connect 127.0.0.1:15002)
+	$(BIN)/lakehouse up
+
+down: ## stop the lakehouse server and everything it started
+	@if [ -x $(BIN)/lakehouse ]; then $(BIN)/lakehouse down; else echo "nothing to stop"; fi
+
+status: setup ## ports, master, table format and every table with its row count
+	$(BIN)/lakehouse status
+
+ingest: setup ## load DATASET (from MOVIELENS_SOURCE or the official zip) into bronze
+	$(BIN)/lakehouse ingest --dataset $(DATASET)
+
+dbt-build: setup ## dbt build (seeds, models, tests) against the running server
+	cd $(CURDIR) && $(BIN)/dbt build
+
+test: setup ## run the test suite (starts its own server on free ports; never touches yours)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: setup ## unit tests only (no Spark)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+bench: setup ## time each pipeline stage on ml-100k and synthetic 1M ratings (writes bench/results/)
+	$(BIN)/python bench/pipeline.py
+
+lock: ## re-resolve requirements.lock from pyproject.toml's pins
+	rm -rf /tmp/lakehouse-lock && $(PYTHON) -m venv /tmp/lakehouse-lock
+	/tmp/lakehouse-lock/bin/pip install --quiet --disable-pip-version-check ".[test]"
+	/tmp/lakehouse-lock/bin/pip install --quiet setuptools==80.9.0
+	/tmp/lakehouse-lock/bin/pip freeze --all --exclude movielens-lakehouse --exclude pip | sed '/^-e /d' > requirements.lock
+
+clean: ## stop the server and delete the data directory (asks first)
+	@read -r -p "Delete $(LAKEHOUSE_HOME) (all tables, metastore, logs)? [y/N] " answer; \
+	if [ "$$answer" = y ] || [ "$$answer" = Y ]; then \
+	  $(MAKE) --no-print-directory down; rm -rf "$(LAKEHOUSE_HOME)" target logs; echo "removed $(LAKEHOUSE_HOME)"; \
+	else echo "kept $(LAKEHOUSE_HOME)"; fi

@@ -1,0 +1,195 @@
+"""`lakehouse` command line: thin wrappers that parse flags, call one function, print a table."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+from lakehouse import server
+from lakehouse.console import console, table
+from lakehouse.settings import Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings()
+    if getattr(args, "master", None):
+        settings = dataclasses.replace(settings, master=args.master)
+    return settings
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    state, started = server.up(settings, timeout=args.timeout)
+    if not started:
+        console.print(f"The lakehouse server is already running (pid {state.pid}).")
+    print_server(state, settings)
+    return 0
+
+
+def print_server(state: server.ServerState, settings: Settings) -> None:
+    console.print(
+        table(
+            "Lakehouse server",
+            ["", ""],
+            [
+                ("Thrift (dbt, Superset)", f"{state.host}:{state.thrift_port}"),
+                ("Spark Connect (jobs)", f"sc://{state.host}:{state.connect_port}"),
+                ("Spark UI", state.ui_url or "-"),
+                ("master", state.master),
+                ("table format", f"{state.table_format} — {state.table_format_reason}"),
+                ("Spark", state.spark_version),
+                ("data directory", str(settings.home)),
+                ("logs", str(settings.logs_dir)),
+                ("pid / started", f"{state.pid} / {state.started_at}"),
+            ],
+        )
+    )
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if server.down(settings):
+        console.print("The lakehouse server stopped.")
+    else:
+        console.print("The lakehouse server was not running.")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from lakehouse.session import connect, table_row_counts
+
+    settings = _settings(args)
+    state = server.read_state(settings)
+    if state is None:
+        console.print(f"The lakehouse server is not running (data directory {settings.home}).")
+        return 1
+    print_server(state, settings)
+    rss = server.server_rss_bytes(settings)
+    console.print(f"server memory (RSS, driver + JVM): {rss / 2**30:.2f} GiB")
+    counts = table_row_counts(connect(settings))
+    console.print(table("Tables", ["schema", "table", "rows"], counts))
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from lakehouse.ingest_command import ingest_with_progress, print_ingest_report
+    from lakehouse.session import connect
+
+    settings = _settings(args)
+    report = ingest_with_progress(connect(settings), settings, args.dataset, args.source, args.replace)
+    print_ingest_report(report)
+    return 0 if all(f.conserved for f in report.files) else 1
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from lakehouse.generate import SyntheticSpec, generate
+
+    spec = SyntheticSpec(
+        layout=args.layout, ratings=args.ratings, users=args.users, movies=args.movies, seed=args.seed
+    )
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task(f"generate {args.layout} ({args.ratings:,} ratings)", total=args.ratings)
+        result = generate(spec, args.out, progress=lambda done, total: bar.update(task, completed=done))
+    console.print(
+        table(
+            f"Synthetic {args.layout} data in {result.out_dir} "
+            f"({result.users:,} users, {result.movies:,} movies, seed {args.seed})",
+            ["file", "rows"],
+            [(str(f.path.name), f.rows) for f in result.files],
+        )
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from lakehouse.pipeline import run_pipeline
+
+    return run_pipeline(_settings(args), args.dataset, args.source)
+
+
+def _source_path(value: str) -> Path | None:
+    return Path(value).expanduser().resolve() if value else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lakehouse",
+        description="MovieLens recommendation lakehouse. Settings come from LAKEHOUSE_* "
+        "environment variables (see README).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start the lakehouse server (Thrift + Spark Connect)")
+    up.add_argument("--master", help="Spark master URL (default local[*], or LAKEHOUSE_MASTER)")
+    up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for both ports")
+    up.set_defaults(func=cmd_up)
+
+    down = sub.add_parser("down", help="stop the lakehouse server and its child processes")
+    down.set_defaults(func=cmd_down)
+
+    status = sub.add_parser("status", help="ports, master, table format and every table's row count")
+    status.set_defaults(func=cmd_status)
+
+    datasets = ["ml-100k", "ml-latest-small", "ml-1m", "ml-25m", "ml-32m"]
+    ingest = sub.add_parser(
+        "ingest",
+        help="load a MovieLens dataset into bronze (bad rows go to bronze.quarantine)",
+        description="Load a MovieLens dataset into bronze.ratings / movies / users. Files already "
+        "loaded unchanged are skipped; rows that fail validation go to bronze.quarantine with the "
+        "raw line and the reason. Without --source the official GroupLens zip is downloaded "
+        "(checksum verified, cached under $LAKEHOUSE_HOME/cache).",
+    )
+    ingest.add_argument("--dataset", choices=datasets, default="ml-100k")
+    ingest.add_argument(
+        "--source", type=_source_path, default=_source_path(os.environ.get("MOVIELENS_SOURCE", "")),
+        help="a dataset folder or zip (default: $MOVIELENS_SOURCE, else download)",
+    )
+    ingest.add_argument(
+        "--replace", action="store_true", help="drop the bronze tables first (e.g. to switch dataset)"
+    )
+    ingest.set_defaults(func=cmd_ingest)
+
+    gen = sub.add_parser(
+        "generate",
+        help="write deterministic synthetic MovieLens-shaped files",
+        description="Write synthetic users, movies and ratings in the ml-100k (u.data, u.item, "
+        "u.user) or the ml-latest (ratings.csv, movies.csv) layout; deterministic per seed; "
+        "streams to disk, so 25M+ ratings fit in little memory.",
+    )
+    gen.add_argument("--layout", choices=["ml-100k", "ml-latest"], default="ml-100k")
+    gen.add_argument("--ratings", type=int, default=100_000, help="number of ratings (exact)")
+    gen.add_argument("--users", type=int, default=None, help="number of users (default: derived)")
+    gen.add_argument("--movies", type=int, default=None, help="number of movies (default: derived)")
+    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument("--out", type=Path, required=True, help="output folder")
+    gen.set_defaults(func=cmd_generate)
+
+    run = sub.add_parser(
+        "run",
+        help="the whole pipeline: up -> ingest -> dbt build -> summary (what `make run` does)",
+    )
+    run.add_argument("--dataset", choices=datasets, default="ml-100k")
+    run.add_argument(
+        "--source", type=_source_path, default=_source_path(os.environ.get("MOVIELENS_SOURCE", "")),
+        help="a dataset folder or zip (default: $MOVIELENS_SOURCE, else download)",
+    )
+    run.add_argument("--master", help="Spark master URL for a server this command starts")
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (server.ServerError, RuntimeError, ValueError, FileNotFoundError) as error:
+        console.print(f"[red]error:[/] {error}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

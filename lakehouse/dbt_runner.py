@@ -1,0 +1,63 @@
+"""Run dbt (the project at the repository root) against the lakehouse server."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from lakehouse.settings import Settings
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class DbtOutcome:
+    returncode: int
+    statuses: dict[str, int]  # e.g. {"success": 20, "pass": 60, "fail": 0}
+    failures: list[str]       # unique ids of nodes that errored or failed
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def dbt_executable() -> str:
+    beside = Path(sys.executable).parent / "dbt"
+    return str(beside) if beside.exists() else "dbt"
+
+
+def dbt_env(settings: Settings) -> dict[str, str]:
+    """profiles.yml reads host and port from these; dbt's own log goes under the data directory."""
+    return {
+        **os.environ,
+        "LAKEHOUSE_HOST": settings.host,
+        "LAKEHOUSE_THRIFT_PORT": str(settings.thrift_port),
+        "DBT_LOG_PATH": str(settings.logs_dir / "dbt"),
+        "DBT_PROFILES_DIR": str(PROJECT_DIR),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+
+
+def run_dbt(settings: Settings, *args: str, project_dir: Path = PROJECT_DIR) -> DbtOutcome:
+    """`dbt <args>` in the project, its output streamed to the terminal; results from run_results.json."""
+    target_dir = Path(os.environ.get("DBT_TARGET_PATH", project_dir / "target"))
+    results_file = target_dir / "run_results.json"
+    results_file.unlink(missing_ok=True)
+    proc = subprocess.run(  # noqa: S603
+        [dbt_executable(), *args, "--project-dir", str(project_dir)],
+        cwd=project_dir,
+        env=dbt_env(settings),
+        check=False,
+    )
+    statuses: Counter[str] = Counter()
+    failures = []
+    if results_file.exists():
+        for result in json.loads(results_file.read_text()).get("results", []):
+            statuses[result["status"]] += 1
+            if result["status"] in ("error", "fail"):
+                failures.append(result["unique_id"])
+    return DbtOutcome(proc.returncode, dict(statuses), failures)

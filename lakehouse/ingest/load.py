@@ -1,0 +1,322 @@
+"""Load one MovieLens dataset into bronze, exactly once per file, with nothing lost.
+
+Per file: parse on the client (row-level checks), ship good rows in Arrow chunks to a stage
+table, run the set-level checks in Spark (lakehouse/ingest/validate.py), append accepted rows to
+the bronze table and every rejected row to `bronze.quarantine`, then record the file in
+`bronze.ingest_log`. That ledger row is the commit: each file has its own `load_id` partition, so a
+load that died before its ledger row is dropped whole on the next run, and a file whose checksum
+is already in the ledger is skipped.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Iterator
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakehouse.ingest import bronze, validate
+from lakehouse.ingest.acquire import DatasetFiles
+from lakehouse.ingest.datasets import FileKind
+from lakehouse.ingest.parsers import Rejected, parse_file
+from lakehouse.table_format import drop_partition, save_table
+
+CHUNK_ROWS = 200_000
+# Movies first: the ratings' unknown-movie check reads bronze.movies.
+LOAD_ORDER: tuple[FileKind, ...] = ("movies", "users", "ratings")
+TARGETS = {"movies": bronze.MOVIES, "users": bronze.USERS, "ratings": bronze.RATINGS}
+KEYS = {"movies": "movie_id", "users": "user_id"}
+LINEAGE_ADDED_IN_SPARK = ("source_file", "ingested_at", "load_id")
+
+
+class IngestError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class FileReport:
+    source_file: str
+    target_table: str
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    seconds: float
+    skipped_reason: str = ""  # set when the file was not loaded again
+
+    @property
+    def conserved(self) -> bool:
+        return self.rows_read == self.rows_loaded + self.rows_quarantined
+
+
+@dataclass
+class IngestReport:
+    dataset: str
+    origin: str
+    files: list[FileReport] = field(default_factory=list)
+    recovered_loads: list[str] = field(default_factory=list)
+    reasons: list[tuple[str, int]] = field(default_factory=list)  # quarantine reasons of this run
+
+
+def stage_schema(kind: FileKind) -> T.StructType:
+    """The bronze columns the parser provides, plus the raw line for the set-level rejects."""
+    target = bronze.TABLE_SCHEMAS[TARGETS[kind]]
+    fields = [f for f in target.fields if f.name not in LINEAGE_ADDED_IN_SPARK]
+    return T.StructType([*fields, T.StructField("raw_line", T.StringType(), False)])
+
+
+def ensure_tables(spark: SparkSession) -> None:
+    spark.sql(f"create database if not exists {bronze.SCHEMA}")
+    for table, schema in bronze.TABLE_SCHEMAS.items():
+        if not spark.catalog.tableExists(table):
+            empty = spark.createDataFrame([], schema)
+            save_table(empty, table, mode="append", partition_by=["load_id"])
+
+
+def drop_bronze(spark: SparkSession) -> None:
+    for table in bronze.TABLE_SCHEMAS:
+        spark.sql(f"drop table if exists {table}")
+
+
+def committed(spark: SparkSession) -> DataFrame:
+    return spark.table(bronze.INGEST_LOG)
+
+
+def recover_unfinished_loads(spark: SparkSession) -> list[str]:
+    """Drop every partition whose load never reached the ledger (a crash mid-load)."""
+    done = {r.load_id for r in committed(spark).select("load_id").distinct().collect()}
+    dropped = []
+    for table in (bronze.RATINGS, bronze.MOVIES, bronze.USERS, bronze.QUARANTINE):
+        present = {r.load_id for r in spark.table(table).select("load_id").distinct().collect()}
+        for load_id in sorted(present - done):
+            drop_partition(spark, table, "load_id", load_id)
+            dropped.append(f"{table}:{load_id}")
+    return dropped
+
+
+def check_single_dataset(spark: SparkSession, dataset: str) -> None:
+    others = [
+        r.dataset
+        for r in committed(spark).select("dataset").distinct().collect()
+        if r.dataset != dataset
+    ]
+    if others:
+        raise IngestError(
+            f"bronze already holds {', '.join(others)}; MovieLens ids are not shared between "
+            f"datasets. Run `lakehouse ingest --dataset {dataset} --replace` to replace it, or use "
+            "another LAKEHOUSE_HOME."
+        )
+
+
+def already_loaded(spark: SparkSession, source_file: str, sha256: str) -> str | None:
+    rows = (
+        committed(spark)
+        .where((F.col("source_file") == source_file) & (F.col("file_sha256") == sha256))
+        .select("load_id")
+        .limit(1)
+        .collect()
+    )
+    return rows[0].load_id if rows else None
+
+
+def chunks(items: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def to_arrow(rows: list[tuple], schema: T.StructType) -> pa.Table:
+    """Rows (NamedTuples in the stage schema's order) to an Arrow table, column by column."""
+    columns = list(zip(*rows))
+    arrow_types = {
+        T.IntegerType(): pa.int32(),
+        T.LongType(): pa.int64(),
+        T.DoubleType(): pa.float64(),
+        T.StringType(): pa.string(),
+    }
+    return pa.table(
+        {f.name: pa.array(col, type=arrow_types[f.dataType]) for f, col in zip(schema.fields, columns)}
+    )
+
+
+def quarantine_frame(
+    spark: SparkSession, rejects: list[Rejected], source_file: str, target: str, load_id: str, at: datetime
+) -> DataFrame:
+    rows = [
+        (source_file, r.line_number, r.raw_line, r.reason, target, at, load_id) for r in rejects
+    ]
+    return spark.createDataFrame(rows, bronze.QUARANTINE_SCHEMA)
+
+
+def with_lineage(staged: DataFrame, kind: FileKind, source_file: str, load_id: str, at: datetime) -> DataFrame:
+    """Accepted stage rows in the bronze table's column order."""
+    lineage = {
+        "source_file": F.lit(source_file),
+        "ingested_at": F.lit(at).cast("timestamp"),
+        "load_id": F.lit(load_id),
+    }
+    target = bronze.TABLE_SCHEMAS[TARGETS[kind]]
+    return staged.select(
+        *[lineage[f.name].alias(f.name) if f.name in lineage else F.col(f.name) for f in target.fields]
+    )
+
+
+def rejected_to_quarantine(validated: DataFrame, source_file: str, target: str, load_id: str, at: datetime) -> DataFrame:
+    return validated.where(F.col("reason").isNotNull()).select(
+        F.lit(source_file).alias("source_file"),
+        F.col("line_number"),
+        F.col("raw_line"),
+        F.col("reason"),
+        F.lit(target).alias("target_table"),
+        F.lit(at).cast("timestamp").alias("quarantined_at"),
+        F.lit(load_id).alias("load_id"),
+    )
+
+
+def partition_count(spark: SparkSession, table: str, load_id: str) -> int:
+    return spark.table(table).where(F.col("load_id") == load_id).count()
+
+
+def load_file(
+    spark: SparkSession,
+    files: DatasetFiles,
+    kind: FileKind,
+    load_id: str,
+    now: datetime,
+    on_rows: Callable[[int], None] | None = None,
+) -> FileReport:
+    """Load one file of the dataset; see the module docstring for the protocol."""
+    started = time.monotonic()
+    spec = files.dataset.file(kind)
+    assert spec is not None
+    source_file = files.relative_name(kind)
+    target = TARGETS[kind]
+    stage_table = f"{bronze.SCHEMA}.ingest_stage_{kind}"
+    schema = stage_schema(kind)
+    spark.sql(f"drop table if exists {stage_table}")
+
+    read = 0
+    rejected_rows = 0
+    good: list[tuple] = []
+    rejects: list[Rejected] = []
+
+    def flush() -> None:
+        nonlocal good, rejects
+        if good:
+            chunk = spark.createDataFrame(to_arrow(good, schema))
+            save_table(chunk, stage_table, mode="append")
+        if rejects:
+            frame = quarantine_frame(spark, rejects, source_file, target, load_id, now)
+            save_table(frame, bronze.QUARANTINE, mode="append", partition_by=["load_id"])
+        good, rejects = [], []
+
+    with files.open(kind) as stream:
+        for parsed in parse_file(stream, spec, files.dataset, now=now):
+            read += 1
+            if isinstance(parsed, Rejected):
+                rejects.append(parsed)
+                rejected_rows += 1
+            else:
+                good.append(parsed)
+            if len(good) + len(rejects) >= CHUNK_ROWS:
+                flush()
+                if on_rows:
+                    on_rows(read)
+        flush()
+    if on_rows:
+        on_rows(read)
+
+    if read - rejected_rows > 0:
+        staged = spark.table(stage_table)
+        if kind == "ratings":
+            validated = validate.validate_ratings(staged, spark.table(bronze.MOVIES))
+        else:
+            validated = validate.validate_keyed(staged, KEYS[kind])
+        accepted = with_lineage(validated.where(F.col("reason").isNull()), kind, source_file, load_id, now)
+        save_table(accepted, target, mode="append", partition_by=["load_id"])
+        quarantined = rejected_to_quarantine(validated, source_file, target, load_id, now)
+        save_table(quarantined, bronze.QUARANTINE, mode="append", partition_by=["load_id"])
+    spark.sql(f"drop table if exists {stage_table}")
+
+    loaded = partition_count(spark, target, load_id)
+    quarantined_count = partition_count(spark, bronze.QUARANTINE, load_id)
+    if read != loaded + quarantined_count:
+        raise IngestError(
+            f"{source_file}: {read} rows read but {loaded} loaded + {quarantined_count} quarantined; "
+            f"load {load_id} is left uncommitted and will be dropped on the next run"
+        )
+    ledger = spark.createDataFrame(
+        [
+            (
+                files.dataset.name,
+                source_file,
+                files.sha256(kind),
+                target,
+                read,
+                loaded,
+                quarantined_count,
+                now,
+                datetime.now(timezone.utc),
+                load_id,
+            )
+        ],
+        bronze.INGEST_LOG_SCHEMA,
+    )
+    save_table(ledger, bronze.INGEST_LOG, mode="append", partition_by=["load_id"])
+    return FileReport(source_file, target, read, loaded, quarantined_count, time.monotonic() - started)
+
+
+def ingest(
+    spark: SparkSession,
+    files: DatasetFiles,
+    *,
+    replace: bool = False,
+    now: datetime | None = None,
+    on_file: Callable[[str], Callable[[int], None] | None] | None = None,
+) -> IngestReport:
+    """Load every file of `files` into bronze; files already loaded unchanged are skipped."""
+    now = now or datetime.now(timezone.utc)
+    dataset = files.dataset.name
+    report = IngestReport(dataset=dataset, origin=files.origin)
+    if replace:
+        drop_bronze(spark)
+    ensure_tables(spark)
+    report.recovered_loads = recover_unfinished_loads(spark)
+    check_single_dataset(spark, dataset)
+
+    stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
+    for kind in LOAD_ORDER:
+        if files.dataset.file(kind) is None:
+            continue
+        source_file = files.relative_name(kind)
+        previous = already_loaded(spark, source_file, files.sha256(kind))
+        if previous:
+            report.files.append(
+                FileReport(source_file, TARGETS[kind], 0, 0, 0, 0.0, f"unchanged since load {previous}")
+            )
+            continue
+        load_id = f"{stamp}-{dataset}-{kind}"
+        on_rows = on_file(source_file) if on_file else None
+        report.files.append(load_file(spark, files, kind, load_id, now, on_rows))
+
+    new_loads = [f"{stamp}-{dataset}-{kind}" for kind in LOAD_ORDER]
+    report.reasons = [
+        (r.reason_kind, r.n)
+        for r in spark.table(bronze.QUARANTINE)
+        .where(F.col("load_id").isin(new_loads))
+        .select(F.regexp_replace("reason", r"[0-9]+", "N").alias("reason_kind"))
+        .groupBy("reason_kind")
+        .agg(F.count(F.lit(1)).alias("n"))
+        .orderBy(F.desc("n"))
+        .limit(10)
+        .collect()
+    ]
+    return report

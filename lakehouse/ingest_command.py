@@ -1,0 +1,67 @@
+"""Ingest as the CLI shows it: a progress bar per file, then a per-file conservation table."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from lakehouse.console import console, table
+from lakehouse.ingest.acquire import locate
+from lakehouse.ingest.datasets import get_dataset
+from lakehouse.ingest.load import IngestReport, ingest
+from lakehouse.settings import Settings
+
+
+def ingest_with_progress(
+    spark, settings: Settings, dataset: str, source: Path | None, replace: bool = False
+) -> IngestReport:
+    spec = get_dataset(dataset)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    ) as bar:
+        task = bar.add_task(f"download {spec.url}", total=None)
+
+        def downloaded(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        files = locate(spec, source, settings.cache_dir, progress=downloaded)
+    console.print(f"{dataset} from {files.origin}")
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(), console=console, transient=True,
+    ) as bar:
+
+        def on_file(source_file: str):
+            task = bar.add_task(f"parse + load {source_file}", total=None)
+            return lambda rows: bar.update(task, completed=rows)
+
+        return ingest(spark, files, replace=replace, on_file=on_file)
+
+
+def print_ingest_report(report: IngestReport) -> None:
+    for entry in report.recovered_loads:
+        console.print(f"[yellow]dropped an unfinished earlier load:[/] {entry}")
+    rows = [
+        (
+            f.source_file,
+            f.target_table,
+            f.rows_read,
+            f.rows_loaded,
+            f.rows_quarantined,
+            f.skipped_reason or ("yes" if f.conserved else "NO"),
+            f"{f.seconds:.1f}",
+        )
+        for f in report.files
+    ]
+    console.print(
+        table(
+            f"Ingest of {report.dataset}: read = loaded + quarantined, per file",
+            ["file", "table", "read", "loaded", "quarantined", "adds up / skipped", "seconds"],
+            rows,
+        )
+    )
+    if report.reasons:
+        console.print(
+            table("Quarantine reasons (this run)", ["reason (numbers as N)", "rows"], report.reasons)
+        )

@@ -1,0 +1,146 @@
+"""The lakehouse server: one Spark driver serving HiveServer2 Thrift and Spark Connect.
+
+Started by `lakehouse up` (lakehouse/server.py) as `python -m lakehouse.server_process`, in its own
+process group so `lakehouse down` stops it and its JVM together. One driver owns the embedded Derby
+metastore (Derby admits a single JVM); every client reaches the catalog through this process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+
+from lakehouse import table_format
+from lakehouse.settings import Settings, load_settings
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """Spark conf shared by every format candidate."""
+    # Derby writes derby.log into the working directory unless told otherwise.
+    java_opts = (
+        f"-Dderby.system.home={settings.home} "
+        f"-Dderby.stream.error.file={settings.logs_dir / 'derby.log'}"
+    )
+    return {
+        "spark.master": settings.master,
+        "spark.app.name": "lakehouse",
+        "spark.driver.memory": settings.driver_memory,
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.driver.extraJavaOptions": java_opts,
+        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.warehouse.dir": str(settings.warehouse_dir),
+        "spark.sql.session.timeZone": "UTC",
+        # Hive settings given as Spark conf need the spark.hadoop. prefix.
+        "spark.hadoop.javax.jdo.option.ConnectionURL": (
+            f"jdbc:derby:;databaseName={settings.metastore_dir};create=true"
+        ),
+        "spark.hadoop.hive.server2.thrift.port": str(settings.thrift_port),
+        "spark.hadoop.hive.server2.thrift.bind.host": settings.host,
+        "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
+        "spark.connect.grpc.binding.port": str(settings.connect_port),
+        "spark.connect.grpc.binding.address": settings.host,
+        # ALS with many iterations overflows the stack without checkpoints.
+        "spark.checkpoint.dir": str(settings.checkpoint_dir),
+        "spark.ui.showConsoleProgress": "false",
+        **settings.extra_conf,
+    }
+
+
+def start_session(settings: Settings):
+    """Start the driver with the first table-format candidate that works."""
+    from pyspark.errors import PySparkRuntimeError
+    from pyspark.sql import SparkSession
+
+    base = spark_conf(settings)
+    options = table_format.candidates(settings)
+    for index, candidate in enumerate(options):
+        reason = candidate.reason or options[index - 1].fallback_reason
+        conf = {
+            **base,
+            **candidate.conf,
+            table_format.FORMAT_CONF: candidate.name,
+            table_format.REASON_CONF: reason,
+        }
+        builder = SparkSession.builder
+        for key, value in conf.items():
+            builder = builder.config(key, value)
+        log(f"starting Spark ({candidate.name}: {reason})")
+        try:
+            return builder.getOrCreate(), candidate.name, reason
+        except PySparkRuntimeError as error:
+            last = index == len(options) - 1
+            log(f"Spark did not start with {candidate.name}: {error}")
+            if last and candidate.name == "delta":
+                raise table_format.TableFormatError(
+                    table_format.delta_unavailable_message(candidate, settings.server_log)
+                ) from error
+            if last:
+                raise
+    raise AssertionError("unreachable: candidates() is never empty")
+
+
+def log(message: str) -> None:
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    print(f"{stamp} lakehouse-server {message}", flush=True)
+
+
+def write_state(settings: Settings, spark, fmt: str, reason: str) -> None:
+    state = {
+        "pid": os.getpid(),
+        "host": settings.host,
+        "thrift_port": settings.thrift_port,
+        "connect_port": settings.connect_port,
+        "master": spark.sparkContext.master,
+        "table_format": fmt,
+        "table_format_reason": reason,
+        "spark_version": spark.version,
+        "ui_url": spark.sparkContext.uiWebUrl,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "home": str(settings.home),
+    }
+    tmp = settings.state_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(settings.state_file)
+
+
+def main() -> int:
+    settings = load_settings()
+    for folder in (settings.logs_dir, settings.run_dir, settings.checkpoint_dir, settings.warehouse_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"  # otherwise Spark binds to eth0
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    started = time.monotonic()
+    try:
+        spark, fmt, reason = start_session(settings)
+    except table_format.TableFormatError as error:
+        log(f"FATAL {error}")
+        return 3
+    spark.sparkContext.setLogLevel("WARN")
+    jvm = spark.sparkContext._jvm  # noqa: SLF001 - the Thrift server has no Python API
+    jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithContext(
+        spark._jsparkSession.sqlContext()  # noqa: SLF001
+    )
+    write_state(settings, spark, fmt, reason)
+    log(
+        f"ready in {time.monotonic() - started:.1f}s: thrift {settings.host}:{settings.thrift_port}, "
+        f"connect {settings.host}:{settings.connect_port}, master {spark.sparkContext.master}, "
+        f"format {fmt}"
+    )
+    stop.wait()
+    log("stopping")
+    settings.state_file.unlink(missing_ok=True)
+    spark.stop()
+    log("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

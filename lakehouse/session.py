@@ -1,0 +1,50 @@
+"""Spark Connect sessions on the lakehouse server: the only way Python code reaches Spark.
+
+No client ever starts a Spark driver of its own (a second driver would clash with the server on
+the embedded Derby metastore): every job is a Spark Connect client of the one server.
+"""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from lakehouse.server import port_open
+from lakehouse.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+SCHEMAS = ("bronze", "silver", "gold", "ml", "governance")
+
+
+class ServerNotRunning(RuntimeError):
+    pass
+
+
+def connect(settings: Settings) -> SparkSession:
+    """A Spark Connect session on the server; a clear error when nothing listens."""
+    if not port_open(settings.host, settings.connect_port):
+        raise ServerNotRunning(
+            f"No lakehouse server answers on {settings.connect_url}. "
+            "Start it with `lakehouse up` (or `make run`)."
+        )
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    return SparkSession.builder.remote(settings.connect_url).getOrCreate()
+
+
+def table_row_counts(spark: SparkSession, schemas: tuple[str, ...] = SCHEMAS) -> list[tuple[str, str, int]]:
+    """(schema, table or view, row count) for every table in the lakehouse schemas."""
+    existing = {db.name for db in spark.catalog.listDatabases()}
+    rows = []
+    for schema in schemas:
+        if schema not in existing:
+            continue
+        for table in sorted(spark.catalog.listTables(schema), key=lambda t: t.name):
+            if table.isTemporary:
+                continue
+            count = spark.table(f"{schema}.{table.name}").count()
+            kind = "view" if table.tableType == "VIEW" else "table"
+            rows.append((schema, f"{table.name}" + (" (view)" if kind == "view" else ""), count))
+    return rows

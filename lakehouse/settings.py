@@ -1,0 +1,97 @@
+"""Every setting of the lakehouse, read from the environment in one place.
+
+Settings are environment variables so the same values reach the CLI, the server process, dbt
+(`profiles.yml` reads them with `env_var`) and the tests (which point everything at free ports and
+a temporary data directory).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TABLE_FORMATS = ("auto", "delta", "parquet")
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    if not raw.strip():
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not an integer") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the lakehouse lives and how to reach it."""
+
+    home: Path
+    host: str = "127.0.0.1"
+    thrift_port: int = 10000
+    connect_port: int = 15002
+    master: str = "local[*]"
+    driver_memory: str = "6g"
+    table_format: str = "auto"
+    delta_jars: Path | None = None
+    extra_conf: dict[str, str] = field(default_factory=dict)
+
+    # Layout of the data directory: one place so every module agrees.
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.home / "warehouse"
+
+    @property
+    def metastore_dir(self) -> Path:
+        return self.home / "metastore_db"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.home / "checkpoints"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def server_log(self) -> Path:
+        return self.logs_dir / "server.log"
+
+    @property
+    def state_file(self) -> Path:
+        """JSON written by the running server: pid, ports, master, table format and why."""
+        return self.run_dir / "server.json"
+
+    @property
+    def connect_url(self) -> str:
+        return f"sc://{self.host}:{self.connect_port}"
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment (see the README's settings table)."""
+    home = Path(os.environ.get("LAKEHOUSE_HOME", ".lakehouse")).expanduser().resolve()
+    table_format = os.environ.get("LAKEHOUSE_TABLE_FORMAT", "auto").strip().lower() or "auto"
+    if table_format not in TABLE_FORMATS:
+        raise SystemExit(
+            f"LAKEHOUSE_TABLE_FORMAT={table_format!r}: expected one of {', '.join(TABLE_FORMATS)}"
+        )
+    jars = os.environ.get("LAKEHOUSE_DELTA_JARS", "").strip()
+    return Settings(
+        home=home,
+        host=os.environ.get("LAKEHOUSE_HOST", "127.0.0.1"),
+        thrift_port=_int_env("LAKEHOUSE_THRIFT_PORT", 10000),
+        connect_port=_int_env("LAKEHOUSE_CONNECT_PORT", 15002),
+        master=os.environ.get("LAKEHOUSE_MASTER", "local[*]"),
+        driver_memory=os.environ.get("LAKEHOUSE_DRIVER_MEMORY", "6g"),
+        table_format=table_format,
+        delta_jars=Path(jars).expanduser().resolve() if jars else None,
+    )

@@ -1,0 +1,67 @@
+"""Shared fixtures. The lakehouse server is started once per test session, on free ports, in a
+temporary data directory: the tests never touch a server the user has running."""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_ML_100K = REPO.parent / "shared" / "data" / "movielens" / "ml-100k"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def lakehouse_settings(tmp_path_factory):
+    """Settings for the test server; also exported so dbt (profiles.yml) and the CLI see them."""
+    from lakehouse.settings import load_settings
+
+    home = tmp_path_factory.mktemp("lakehouse-home")
+    env = {
+        "LAKEHOUSE_HOME": str(home),
+        "LAKEHOUSE_THRIFT_PORT": str(free_port()),
+        "LAKEHOUSE_CONNECT_PORT": str(free_port()),
+        "LAKEHOUSE_DRIVER_MEMORY": "3g",
+        "DBT_TARGET_PATH": str(home / "dbt-target"),
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield load_settings()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def lakehouse_server(lakehouse_settings):
+    from lakehouse import server
+
+    state, started = server.up(lakehouse_settings, timeout=240)
+    assert started, "the test server must be a fresh one"
+    yield lakehouse_settings
+    server.down(lakehouse_settings)
+
+
+@pytest.fixture(scope="session")
+def spark(lakehouse_server):
+    from lakehouse.session import connect
+
+    session = connect(lakehouse_server)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_ml_100k() -> Path:
+    if not (SHARED_ML_100K / "u.data").exists():
+        pytest.skip(f"MovieLens 100K not found at {SHARED_ML_100K} (see shared/data/movielens/SOURCES.md)")
+    return SHARED_ML_100K
