@@ -111,10 +111,11 @@ def check_single_dataset(spark: SparkSession, dataset: str) -> None:
         )
 
 
-def already_loaded(spark: SparkSession, source_file: str, sha256: str) -> str | None:
+def already_loaded(spark: SparkSession, target_table: str, sha256: str) -> str | None:
+    """The load that already brought these exact bytes into `target_table`, wherever they lay."""
     rows = (
         committed(spark)
-        .where((F.col("source_file") == source_file) & (F.col("file_sha256") == sha256))
+        .where((F.col("target_table") == target_table) & (F.col("file_sha256") == sha256))
         .select("load_id")
         .limit(1)
         .collect()
@@ -240,10 +241,14 @@ def load_file(
             validated = validate.validate_ratings(staged, spark.table(bronze.MOVIES))
         else:
             validated = validate.validate_keyed(staged, KEYS[kind])
+        # Computed once, written twice: accepted rows to the table, the rest to quarantine.
+        validated = validated.persist()
         accepted = with_lineage(validated.where(F.col("reason").isNull()), kind, source_file, load_id, now)
         save_table(accepted, target, mode="append", partition_by=["load_id"])
-        quarantined = rejected_to_quarantine(validated, source_file, target, load_id, now)
-        save_table(quarantined, bronze.QUARANTINE, mode="append", partition_by=["load_id"])
+        if validated.where(F.col("reason").isNotNull()).count():
+            quarantined = rejected_to_quarantine(validated, source_file, target, load_id, now)
+            save_table(quarantined, bronze.QUARANTINE, mode="append", partition_by=["load_id"])
+        validated.unpersist()
     spark.sql(f"drop table if exists {stage_table}")
 
     loaded = partition_count(spark, target, load_id)
@@ -297,7 +302,7 @@ def ingest(
         if files.dataset.file(kind) is None:
             continue
         source_file = files.relative_name(kind)
-        previous = already_loaded(spark, source_file, files.sha256(kind))
+        previous = already_loaded(spark, TARGETS[kind], files.sha256(kind))
         if previous:
             report.files.append(
                 FileReport(source_file, TARGETS[kind], 0, 0, 0, 0.0, f"unchanged since load {previous}")
