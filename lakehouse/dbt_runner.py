@@ -34,8 +34,7 @@ def dbt_env(settings: Settings) -> dict[str, str]:
     """profiles.yml reads host and port from these; dbt's own log goes under the data directory."""
     return {
         **os.environ,
-        "LAKEHOUSE_HOST": settings.host,
-        "LAKEHOUSE_THRIFT_PORT": str(settings.thrift_port),
+        **settings.as_env(),
         "DBT_LOG_PATH": str(settings.logs_dir / "dbt"),
         "DBT_PROFILES_DIR": str(PROJECT_DIR),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",

@@ -129,10 +129,10 @@ def up(settings: Settings, timeout: float = 180.0, quiet: bool = False) -> tuple
     for folder in (settings.logs_dir, settings.run_dir):
         folder.mkdir(parents=True, exist_ok=True)
     settings.state_file.unlink(missing_ok=True)
-    env = {**os.environ, "LAKEHOUSE_HOME": str(settings.home), "SPARK_LOCAL_IP": "127.0.0.1"}
-    env["LAKEHOUSE_THRIFT_PORT"] = str(settings.thrift_port)
-    env["LAKEHOUSE_CONNECT_PORT"] = str(settings.connect_port)
-    env["LAKEHOUSE_MASTER"] = settings.master
+    # A process that opened a Spark Connect session carries these; the driver must not see them.
+    client_only = ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE", "SPARK_LOCAL_REMOTE")
+    env = {k: v for k, v in os.environ.items() if k not in client_only}
+    env.update(settings.as_env(), SPARK_LOCAL_IP="127.0.0.1")
     with open(settings.server_log, "ab") as log:
         proc = subprocess.Popen(  # noqa: S603 - our own module
             [sys.executable, "-m", SERVER_MODULE],

@@ -75,6 +75,21 @@ class Settings:
     def connect_url(self) -> str:
         return f"sc://{self.host}:{self.connect_port}"
 
+    def as_env(self) -> dict[str, str]:
+        """The environment that makes `load_settings()` in a child process return these settings."""
+        env = {
+            "LAKEHOUSE_HOME": str(self.home),
+            "LAKEHOUSE_HOST": self.host,
+            "LAKEHOUSE_THRIFT_PORT": str(self.thrift_port),
+            "LAKEHOUSE_CONNECT_PORT": str(self.connect_port),
+            "LAKEHOUSE_MASTER": self.master,
+            "LAKEHOUSE_DRIVER_MEMORY": self.driver_memory,
+            "LAKEHOUSE_TABLE_FORMAT": self.table_format,
+        }
+        if self.delta_jars:
+            env["LAKEHOUSE_DELTA_JARS"] = str(self.delta_jars)
+        return env
+
 
 def load_settings() -> Settings:
     """Read the settings from the environment (see the README's settings table)."""

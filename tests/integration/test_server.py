@@ -24,7 +24,7 @@ def test_up_serves_thrift_and_connect_on_one_catalog(spark, lakehouse_server):
     assert state.host == "127.0.0.1"
     assert state.table_format in ("parquet", "delta") and state.table_format_reason
     spark.sql("create database if not exists scratch")
-    spark.sql("create or replace table scratch.handshake using parquet as select 42 as answer")
+    spark.sql("create table scratch.handshake using parquet as select 42 as answer")
     # The table written over Spark Connect is visible over Thrift: one catalog, one driver.
     with hive.connect(host="127.0.0.1", port=lakehouse_server.thrift_port, username="test") as conn:
         cursor = conn.cursor()
@@ -60,7 +60,8 @@ def test_second_up_says_already_running(lakehouse_server):
 
 def test_status_lists_ports_format_and_tables(lakehouse_server, spark):
     spark.sql("create database if not exists gold")
-    spark.sql("create or replace table gold.status_probe using parquet as select id from range(3)")
+    spark.sql("drop table if exists gold.status_probe")
+    spark.sql("create table gold.status_probe using parquet as select id from range(3)")
     result = subprocess.run(
         [sys.executable, "-m", "lakehouse.cli", "status"], capture_output=True, text=True, timeout=120,
         env={**os.environ, "COLUMNS": "200"},
@@ -102,9 +103,11 @@ def _second_server(tmp_path, **changes) -> Settings:
 
 
 def test_down_stops_the_server_and_every_child(tmp_path):
-    settings = _second_server(tmp_path, table_format="parquet")
+    settings = _second_server(tmp_path, table_format="parquet", master="local[1]")
     state, started = server.up(settings, timeout=240)
     assert started and state.table_format == "parquet"
+    assert state.master == "local[1]"  # --master / LAKEHOUSE_MASTER reaches the driver
+    assert (settings.logs_dir / "server.log").stat().st_size > 0
     assert state.table_format_reason == "LAKEHOUSE_TABLE_FORMAT=parquet"
     root = psutil.Process(state.pid)
     family = [root, *root.children(recursive=True)]

@@ -66,12 +66,14 @@ def histogram_percent(ratings: pd.Series) -> dict[float, float]:
 
 @pytest.fixture(scope="module")
 def ml100k(tmp_path_factory: pytest.TempPathFactory) -> GenerateResult:
-    return generate(SyntheticSpec(layout="ml-100k", ratings=100_000, seed=7), tmp_path_factory.mktemp("ml100k"))
+    spec = SyntheticSpec(layout="ml-100k", ratings=100_000, seed=7)
+    return generate(spec, tmp_path_factory.mktemp("ml100k"))
 
 
 @pytest.fixture(scope="module")
 def latest(tmp_path_factory: pytest.TempPathFactory) -> GenerateResult:
-    return generate(SyntheticSpec(layout="ml-latest", ratings=100_000, seed=7), tmp_path_factory.mktemp("latest"))
+    spec = SyntheticSpec(layout="ml-latest", ratings=100_000, seed=7)
+    return generate(spec, tmp_path_factory.mktemp("latest"))
 
 
 @pytest.fixture(params=["ml100k", "latest"])

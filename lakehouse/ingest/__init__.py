@@ -1,0 +1,1 @@
+"""Ingest: find MovieLens files, parse them line by line, hand good rows to Spark."""

@@ -1,0 +1,301 @@
+"""Find a MovieLens dataset's files: in a folder, in a zip, or by downloading the official zip.
+
+Whichever way they are found, the files are read as binary streams straight from where they are
+(nothing is extracted), and each is named by its path inside the folder or zip ("ml-100k/u.data"),
+which is what lineage records as the source file.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from lakehouse.ingest.datasets import DatasetSpec, FileKind
+
+Progress = Callable[[int, int | None], None]  # (bytes done, total bytes or None when unknown)
+
+SOURCE_ENV = "MOVIELENS_SOURCE"
+# Short enough that an offline machine fails fast, long enough for a slow but working link.
+NETWORK_TIMEOUT_SECONDS = 15
+_CHUNK = 1 << 20
+_REQUIRED: tuple[FileKind, ...] = ("ratings", "movies")
+
+_MD5_BSD = re.compile(r"MD5\s*\(.*\)\s*=\s*([0-9a-fA-F]{32})\b")  # MD5 (ml-32m.zip) = <md5>
+_MD5_GNU = re.compile(r"^\s*([0-9a-fA-F]{32})(?:\s|$)")  # <md5>  ml-32m.zip
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset's files are not where we were told to look."""
+
+
+class DownloadError(RuntimeError):
+    """The official zip could not be downloaded or did not match its checksum."""
+
+
+@dataclass(frozen=True)
+class DatasetFiles:
+    """Where each file of a dataset is, and how to read it."""
+
+    dataset: DatasetSpec
+    origin: str  # the folder or zip given as source, or the URL the zip was downloaded from
+    container: Path  # the folder or zip the files are read from
+    members: tuple[tuple[FileKind, str], ...]  # kind -> "/"-separated path inside the container
+    # sha256 per (kind, size and mtime of what is read): ingest asks twice per file, and hashing
+    # ml-25m's ratings means reading 650 MB.
+    _digests: dict[tuple, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def open(self, kind: FileKind) -> BinaryIO | None:
+        """A binary stream of that file, None when the dataset has no such file. Close it after use."""
+        member = self._member(kind)
+        if member is None:
+            return None
+        if self.container.is_dir():
+            return open(self.container / member, "rb")
+        # The member keeps the zip's file handle open until it is closed itself.
+        return zipfile.ZipFile(self.container).open(member)  # type: ignore[return-value]
+
+    def relative_name(self, kind: FileKind) -> str:
+        """The file's path inside the folder or zip, e.g. "ml-100k/u.data"."""
+        member = self._member(kind)
+        if member is None:
+            raise ValueError(f"{self.dataset.name} has no {kind} file")
+        return member
+
+    def sha256(self, kind: FileKind) -> str:
+        """sha256 of the file's bytes, read in chunks, to recognise a file already ingested."""
+        member = self.relative_name(kind)
+        where = self.container / member if self.container.is_dir() else self.container
+        stat = where.stat()
+        key = (kind, stat.st_size, stat.st_mtime_ns)
+        if key not in self._digests:
+            stream = self.open(kind)
+            assert stream is not None
+            with stream:
+                self._digests[key] = _digest(stream, hashlib.sha256())
+        return self._digests[key]
+
+    def _member(self, kind: FileKind) -> str | None:
+        return dict(self.members).get(kind)
+
+
+def locate(
+    dataset: DatasetSpec,
+    source: Path | None,
+    cache_dir: Path,
+    progress: Progress | None = None,
+) -> DatasetFiles:
+    """Find the dataset's files in `source` (a folder or a zip), or download them when it is None.
+
+    In a folder or zip the files may sit at the top or one folder down (the official zips hold a
+    "ml-100k/" folder). Downloads go to `cache_dir` and are reused while their checksum holds.
+    """
+    if source is None:
+        zip_path = download(dataset, cache_dir, progress)
+        return _files_in_zip(dataset, zip_path, origin=dataset.url)
+    source = Path(source).expanduser().resolve()
+    if source.is_dir():
+        return _files_in_folder(dataset, source)
+    if source.is_file():
+        if not zipfile.is_zipfile(source):
+            raise ValueError(f"{source} is neither a folder nor a zip file of {dataset.name}")
+        return _files_in_zip(dataset, source, origin=str(source))
+    raise DatasetNotFoundError(f"{dataset.name} source {source} does not exist")
+
+
+# ---------------------------------------------------------------------------------------------
+# Folders and zips
+
+
+def _files_in_folder(dataset: DatasetSpec, folder: Path) -> DatasetFiles:
+    # The paths, relative to `folder`, where the dataset's files could be: at the top or one down.
+    subfolders = sorted(child.name for child in folder.iterdir() if child.is_dir())
+    present = {
+        path
+        for file in dataset.files
+        for path in [file.name, *(f"{sub}/{file.name}" for sub in subfolders)]
+        if (folder / path).is_file()
+    }
+    prefix = _dataset_folder(dataset, present, where=f"the folder {folder}")
+    members = _members(dataset, present, prefix, where=f"the folder {folder / prefix}")
+    if prefix:
+        return DatasetFiles(dataset, str(folder), folder, members)
+    # Files at the top of the given folder: name them from its parent, so that lineage reads
+    # "ml-100k/u.data" whether the folder or its parent was given.
+    named = tuple((kind, f"{folder.name}/{member}") for kind, member in members)
+    return DatasetFiles(dataset, str(folder), folder.parent, named)
+
+
+def _files_in_zip(dataset: DatasetSpec, zip_path: Path, origin: str) -> DatasetFiles:
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            present = {name for name in archive.namelist() if not name.endswith("/")}
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"{zip_path} is not a readable zip file: {error}") from None
+    prefix = _dataset_folder(dataset, present, where=f"the zip {zip_path}")
+    where = f"the zip {zip_path}" + (f" under {prefix}" if prefix else "")
+    members = _members(dataset, present, prefix, where=where)
+    return DatasetFiles(dataset, origin, zip_path, members)
+
+
+def _dataset_folder(dataset: DatasetSpec, present: set[str], where: str) -> str:
+    """The folder prefix ("" or "ml-100k/") that holds the dataset's ratings file.
+
+    Preference: the top level, then a sub-folder named like the dataset, then the only sub-folder
+    that has it. Several candidates and none named like the dataset is ambiguous.
+    """
+    ratings = dataset.files[0].name
+    prefixes = sorted(
+        path[: -len(ratings)]
+        for path in present
+        if path == ratings or (path.endswith("/" + ratings) and path.count("/") == 1)
+    )
+    if not prefixes:
+        raise DatasetNotFoundError(
+            f"{dataset.name}: expected {ratings} in {where} or in one of its sub-folders, found none"
+        )
+    for preferred in ("", f"{dataset.name}/"):
+        if preferred in prefixes:
+            return preferred
+    if len(prefixes) > 1:
+        raise ValueError(
+            f"{dataset.name}: several sub-folders of {where} hold {ratings} "
+            f"({', '.join(prefixes)}); pass the one you mean as the source"
+        )
+    return prefixes[0]
+
+
+def _members(
+    dataset: DatasetSpec, present: set[str], prefix: str, where: str
+) -> tuple[tuple[FileKind, str], ...]:
+    """Each of the dataset's files found under `prefix`; ratings and movies must be there."""
+    members = []
+    for file in dataset.files:
+        path = prefix + file.name
+        if path in present:
+            members.append((file.kind, path))
+        elif file.kind in _REQUIRED:
+            raise DatasetNotFoundError(f"{dataset.name}: expected {file.name} in {where}, it is missing")
+    return tuple(members)
+
+
+# ---------------------------------------------------------------------------------------------
+# Downloads
+
+
+def download(dataset: DatasetSpec, cache_dir: Path, progress: Progress | None = None) -> Path:
+    """The dataset's official zip in `cache_dir`, downloaded unless a verified copy is there.
+
+    The checksum is the pinned md5 when the registry has one, else the one GroupLens publishes
+    beside the zip; it is remembered in "<zip>.md5" so later runs can reuse the copy offline.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    target = cache_dir / f"{dataset.name}.zip"
+    remembered = target.with_name(target.name + ".md5")
+
+    known = dataset.md5 or (remembered.read_text().strip() if remembered.is_file() else None)
+    if known and target.is_file() and _md5_of(target) == known.lower():
+        return target
+
+    expected = (dataset.md5 or fetch_published_md5(dataset)).lower()
+    if target.is_file() and _md5_of(target) == expected:
+        remembered.write_text(expected + "\n")
+        return target
+
+    partial = target.with_name(target.name + ".part")
+    actual = _fetch(dataset, partial, progress)
+    if actual != expected:
+        partial.unlink(missing_ok=True)
+        raise DownloadError(
+            f"The download of {dataset.url} does not match its checksum (expected md5 {expected}, "
+            f"got {actual}); the bad file was deleted. Try again, or {_by_hand(dataset)}."
+        )
+    os.replace(partial, target)  # only a verified zip ever carries the final name
+    remembered.write_text(expected + "\n")
+    return target
+
+
+def fetch_published_md5(dataset: DatasetSpec) -> str:
+    """The md5 GroupLens publishes at "<url>.md5"."""
+    url = dataset.url + ".md5"
+    try:
+        with urllib.request.urlopen(url, timeout=NETWORK_TIMEOUT_SECONDS) as response:
+            text = response.read(4096).decode("ascii", errors="replace")
+    except _NETWORK_ERRORS as error:
+        raise DownloadError(_unreachable(dataset, url, error)) from error
+    try:
+        return parse_md5_listing(text)
+    except ValueError as error:
+        raise DownloadError(f"{url}: {error}. {_sentence(_by_hand(dataset))}") from None
+
+
+def parse_md5_listing(text: str) -> str:
+    """The md5 in a checksum file: "<md5>  <file>" (md5sum) or "MD5 (<file>) = <md5>" (BSD md5)."""
+    match = _MD5_BSD.search(text) or _MD5_GNU.search(text)
+    if match is None:
+        raise ValueError(f"no md5 checksum found in {text[:80]!r}")
+    return match.group(1).lower()
+
+
+_NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError)
+
+
+def _fetch(dataset: DatasetSpec, destination: Path, progress: Progress | None) -> str:
+    """Stream the zip into `destination`, reporting progress; returns the md5 of what was written."""
+    digest = hashlib.md5()
+    try:
+        with urllib.request.urlopen(dataset.url, timeout=NETWORK_TIMEOUT_SECONDS) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            done = 0
+            with open(destination, "wb") as out:
+                if progress:
+                    progress(done, total)
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, total)
+    except _NETWORK_ERRORS as error:
+        destination.unlink(missing_ok=True)
+        raise DownloadError(_unreachable(dataset, dataset.url, error)) from error
+    return digest.hexdigest()
+
+
+def _unreachable(dataset: DatasetSpec, url: str, error: BaseException) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        why = f"the server answered HTTP {error.code} {error.reason}"
+    elif isinstance(error, urllib.error.URLError):
+        why = f"{error.reason}"  # DNS failure, connection refused, timeout...
+    else:
+        why = f"{type(error).__name__}: {error}"
+    return f"Could not download {url} ({why}). {_sentence(_by_hand(dataset))}"
+
+
+def _by_hand(dataset: DatasetSpec) -> str:
+    return (
+        f"download {dataset.url} by hand and pass --source /path/to/{dataset.name}.zip "
+        f"(or the unzipped folder), or set {SOURCE_ENV} to that path"
+    )
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
+def _md5_of(path: Path) -> str:
+    with open(path, "rb") as stream:
+        return _digest(stream, hashlib.md5())
+
+
+def _digest(stream: BinaryIO, digest: "hashlib._Hash") -> str:
+    while chunk := stream.read(_CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
