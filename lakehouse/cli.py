@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from lakehouse import server
-from lakehouse.console import console, table
+from lakehouse.console import console, key_values, table
 from lakehouse.settings import Settings, load_settings
 
 
@@ -30,11 +30,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def print_server(state: server.ServerState, settings: Settings) -> None:
     console.print(
-        table(
+        key_values(
             "Lakehouse server",
-            ["", ""],
             [
-                ("Thrift (dbt, Superset)", f"{state.host}:{state.thrift_port}"),
+                ("Thrift (dbt, SQL clients)", f"{state.host}:{state.thrift_port}"),
                 ("Spark Connect (jobs)", f"sc://{state.host}:{state.connect_port}"),
                 ("Spark UI", state.ui_url or "-"),
                 ("master", state.master),

@@ -23,6 +23,16 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) 
     return out
 
 
+def key_values(title: str, rows: Sequence[tuple[str, str]]) -> Table:
+    """A two-column table of labelled values, without a header row."""
+    out = Table(title=title, title_justify="left", show_header=False)
+    out.add_column(style="bold")
+    out.add_column()
+    for key, value in rows:
+        out.add_row(key, value)
+    return out
+
+
 @dataclass
 class Stages:
     """Per-stage lines with timings, kept for the final summary."""

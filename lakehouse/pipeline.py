@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lakehouse import server
-from lakehouse.console import Stages, console, table
+from lakehouse.console import Stages, console, key_values, table
 from lakehouse.dbt_runner import run_dbt
 from lakehouse.ingest_command import ingest_with_progress, print_ingest_report
 from lakehouse.session import connect, table_row_counts
@@ -32,9 +32,8 @@ def run_pipeline(settings: Settings, dataset: str, source: Path | None) -> int:
     console.print(stages.summary())
     console.print(table("Tables", ["schema", "table", "rows"], counts))
     console.print(
-        table(
+        key_values(
             "Where to look",
-            ["what", "where"],
             [
                 ("dbt (Thrift)", f"{settings.host}:{settings.thrift_port}  —  `dbt build`, `dbt docs generate`"),
                 ("PySpark (Spark Connect)", settings.connect_url),
