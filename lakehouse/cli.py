@@ -114,6 +114,16 @@ def _source_path(value: str) -> Path | None:
     return Path(value).expanduser().resolve() if value else None
 
 
+def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    from lakehouse.ingest.datasets import DATASETS
+
+    parser.add_argument("--dataset", choices=list(DATASETS), default="ml-100k")
+    parser.add_argument(
+        "--source", type=_source_path, default=_source_path(os.environ.get("MOVIELENS_SOURCE", "")),
+        help="a dataset folder or zip (default: $MOVIELENS_SOURCE, else the official zip is downloaded)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lakehouse",
@@ -133,7 +143,6 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="ports, master, table format and every table's row count")
     status.set_defaults(func=cmd_status)
 
-    datasets = ["ml-100k", "ml-latest-small", "ml-1m", "ml-25m", "ml-32m"]
     ingest = sub.add_parser(
         "ingest",
         help="load a MovieLens dataset into bronze (bad rows go to bronze.quarantine)",
@@ -142,11 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         "raw line and the reason. Without --source the official GroupLens zip is downloaded "
         "(checksum verified, cached under $LAKEHOUSE_HOME/cache).",
     )
-    ingest.add_argument("--dataset", choices=datasets, default="ml-100k")
-    ingest.add_argument(
-        "--source", type=_source_path, default=_source_path(os.environ.get("MOVIELENS_SOURCE", "")),
-        help="a dataset folder or zip (default: $MOVIELENS_SOURCE, else download)",
-    )
+    _add_dataset_arguments(ingest)
     ingest.add_argument(
         "--replace", action="store_true", help="drop the bronze tables first (e.g. to switch dataset)"
     )
@@ -171,11 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="the whole pipeline: up -> ingest -> dbt build -> summary (what `make run` does)",
     )
-    run.add_argument("--dataset", choices=datasets, default="ml-100k")
-    run.add_argument(
-        "--source", type=_source_path, default=_source_path(os.environ.get("MOVIELENS_SOURCE", "")),
-        help="a dataset folder or zip (default: $MOVIELENS_SOURCE, else download)",
-    )
+    _add_dataset_arguments(run)
     run.add_argument("--master", help="Spark master URL for a server this command starts")
     run.set_defaults(func=cmd_run)
     return parser

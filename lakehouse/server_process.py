@@ -44,6 +44,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
         "spark.connect.grpc.binding.port": str(settings.connect_port),
         "spark.connect.grpc.binding.address": settings.host,
+        # Each session caches a table's file listing; when another session (dbt over Thrift)
+        # rewrites the table, a stale listing points at deleted files. Expire it quickly.
+        "spark.sql.metadataCacheTTLSeconds": "5",
         # ALS with many iterations overflows the stack without checkpoints.
         "spark.checkpoint.dir": str(settings.checkpoint_dir),
         "spark.ui.showConsoleProgress": "false",

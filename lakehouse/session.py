@@ -44,7 +44,9 @@ def table_row_counts(spark: SparkSession, schemas: tuple[str, ...] = SCHEMAS) ->
         for table in sorted(spark.catalog.listTables(schema), key=lambda t: t.name):
             if table.isTemporary:
                 continue
-            count = spark.table(f"{schema}.{table.name}").count()
+            name = f"{schema}.{table.name}"
+            spark.catalog.refreshTable(name)  # dbt may have rewritten it since this session read it
+            count = spark.table(name).count()
             kind = "view" if table.tableType == "VIEW" else "table"
             rows.append((schema, f"{table.name}" + (" (view)" if kind == "view" else ""), count))
     return rows

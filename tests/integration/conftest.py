@@ -42,4 +42,5 @@ def ingest(spark, settings, dataset: str, source: Path, replace: bool = False):
 
 
 def count(spark, table: str) -> int:
+    spark.catalog.refreshTable(table)  # dbt rewrites tables from another session
     return spark.table(table).count()

@@ -10,6 +10,7 @@ from tests.integration.conftest import count, ingest
 
 
 def gold(spark, name: str):
+    spark.catalog.refreshTable(f"gold.{name}")  # dbt rewrote it from another session
     return spark.table(f"gold.{name}")
 
 
