@@ -41,6 +41,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         ),
         "spark.hadoop.hive.server2.thrift.port": str(settings.thrift_port),
         "spark.hadoop.hive.server2.thrift.bind.host": settings.host,
+        # Run each Thrift statement inside its ExecuteStatement call: clients that poll for
+        # completion (dbt-spark sleeps poll_interval seconds per poll) then find it finished.
+        "spark.sql.hive.thriftServer.async": "false",
         "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
         "spark.connect.grpc.binding.port": str(settings.connect_port),
         "spark.connect.grpc.binding.address": settings.host,
