@@ -1,6 +1,7 @@
 """Terminal output shared by the CLI commands: one rich console, tables and stage timing."""
 from __future__ import annotations
 
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -9,7 +10,8 @@ from typing import Iterator, Sequence
 from rich.console import Console
 from rich.table import Table
 
-console = Console(highlight=False)
+# Logs and CI are not terminals: give their tables room instead of rich's 80-column default.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:

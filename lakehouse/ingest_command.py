@@ -49,7 +49,7 @@ def print_ingest_report(report: IngestReport) -> None:
             f.rows_read,
             f.rows_loaded,
             f.rows_quarantined,
-            f.skipped_reason or ("yes" if f.conserved else "NO"),
+            "skipped" if f.skipped_reason else ("yes" if f.conserved else "NO"),
             f"{f.seconds:.1f}",
         )
         for f in report.files
@@ -61,6 +61,9 @@ def print_ingest_report(report: IngestReport) -> None:
             rows,
         )
     )
+    for f in report.files:
+        if f.skipped_reason:
+            console.print(f"skipped {f.source_file}: {f.skipped_reason}")
     if report.reasons:
         console.print(
             table("Quarantine reasons (this run)", ["reason (numbers as N)", "rows"], report.reasons)

@@ -21,12 +21,13 @@ def run_pipeline(settings: Settings, dataset: str, source: Path | None) -> int:
     with stages.stage(f"ingest {dataset}") as notes:
         report = ingest_with_progress(spark, settings, dataset, source)
         print_ingest_report(report)
-        loaded = sum(f.rows_loaded for f in report.files)
+        ratings = sum(f.rows_loaded for f in report.files if f.target_table == "bronze.ratings")
         quarantined = sum(f.rows_quarantined for f in report.files)
-        notes.append(f"{loaded:,} loaded, {quarantined:,} quarantined")
+        skipped = sum(1 for f in report.files if f.skipped_reason)
+        notes.append(f"{ratings:,} ratings loaded, {quarantined:,} rows quarantined, {skipped} files unchanged")
     with stages.stage("dbt build") as notes:
         outcome = run_dbt(settings, "build")
-        notes.append(", ".join(f"{n} {s}" for s, n in sorted(outcome.statuses.items())))
+        notes.append(outcome.describe())
     counts = table_row_counts(spark)
     console.rule("[bold]Summary")
     console.print(stages.summary())
