@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterable, Iterator
+from typing import Callable
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
@@ -121,17 +121,6 @@ def already_loaded(spark: SparkSession, target_table: str, sha256: str) -> str |
         .collect()
     )
     return rows[0].load_id if rows else None
-
-
-def chunks(items: Iterable, size: int) -> Iterator[list]:
-    batch: list = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def to_arrow(rows: list[tuple], schema: T.StructType) -> pa.Table:

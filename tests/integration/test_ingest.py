@@ -1,7 +1,6 @@
 """Ingest into bronze: conservation per file, quarantine with reasons, idempotence, recovery."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
 
 import pytest
 from pyspark.sql import functions as F

@@ -1,7 +1,6 @@
 """The lakehouse server: one driver, Thrift and Spark Connect on one catalog, clean lifecycle."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import subprocess

@@ -323,7 +323,7 @@ def test_http_error_explains_what_to_do(server, tmp_path):
         locate(spec, None, tmp_path / "cache")
     message = str(caught.value)
     assert "HTTP 404" in message
-    assert f"--source /path/to/ml-100k.zip" in message and "MOVIELENS_SOURCE" in message
+    assert "--source /path/to/ml-100k.zip" in message and "MOVIELENS_SOURCE" in message
 
 
 def _closed_port() -> int:
