@@ -8,14 +8,15 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v p
 VENV := .venv
 BIN := $(VENV)/bin
 LAKEHOUSE_HOME ?= $(CURDIR)/.lakehouse
+LAKEHOUSE_MLFLOW_DIR ?= $(CURDIR)/mlflow
 DATASET ?= ml-100k
 # A local MovieLens copy (folder or zip); empty = download the official zip.
 MOVIELENS_SOURCE ?=
 PYTEST_ARGS ?=
 
-export LAKEHOUSE_HOME MOVIELENS_SOURCE
+export LAKEHOUSE_HOME LAKEHOUSE_MLFLOW_DIR MOVIELENS_SOURCE
 
-.PHONY: help setup check-java run up down status ingest dbt-build test test-unit bench lock clean
+.PHONY: help setup check-java run up down status ingest dbt-build train similarity mlflow test test-unit bench bench-ml lock clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,7 +40,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 setup: check-java $(VENV)/.installed ## create .venv and install the pinned dependencies (idempotent)
 
-run: setup ## the whole pipeline: start the server, ingest MovieLens, dbt build, print a summary
+run: setup ## the whole pipeline: server, ingest, dbt build, train + register, similarity, MLflow UI
 	$(BIN)/lakehouse run --dataset $(DATASET)
 
 up: setup ## start the lakehouse server (Thrift 127.0.0.1:10000, Spark Connect 127.0.0.1:15002)
@@ -57,6 +58,15 @@ ingest: setup ## load DATASET (from MOVIELENS_SOURCE or the official zip) into b
 dbt-build: setup ## dbt build (seeds, models, tests) against the running server
 	cd $(CURDIR) && $(BIN)/dbt build
 
+train: setup ## sweep, evaluate and register the recommenders (MLflow); write the ml tables
+	$(BIN)/lakehouse train
+
+similarity: setup ## user-similarity graph, heatmap matrix and communities into the ml schema
+	$(BIN)/lakehouse similarity
+
+mlflow: setup ## serve the MLflow UI on 127.0.0.1:5000 (stopped by `make down`)
+	$(BIN)/lakehouse mlflow up
+
 test: setup ## run the test suite (starts its own server on free ports; never touches yours)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -66,6 +76,12 @@ test-unit: setup ## unit tests only (no Spark)
 bench: setup ## time each pipeline stage on ml-100k and synthetic 1M ratings (writes bench/results/)
 	$(BIN)/python bench/pipeline.py
 
+# scikit-surprise is a benchmark-only dependency: it compiles C extensions (needs gcc and the
+# Python headers), so it stays out of the product's lock.
+bench-ml: setup ## recommender quality on ml-100k's folds vs scikit-surprise and the seeds' method
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	$(BIN)/python bench/ml_quality.py
+
 lock: ## re-resolve requirements.lock from pyproject.toml's pins
 	rm -rf /tmp/lakehouse-lock && $(PYTHON) -m venv /tmp/lakehouse-lock
 	/tmp/lakehouse-lock/bin/pip install --quiet --disable-pip-version-check ".[test]"
@@ -73,7 +89,7 @@ lock: ## re-resolve requirements.lock from pyproject.toml's pins
 	/tmp/lakehouse-lock/bin/pip freeze --all --exclude movielens-lakehouse --exclude pip | sed '/^-e /d' > requirements.lock
 
 clean: ## stop the server and delete the data directory (asks first)
-	@read -r -p "Delete $(LAKEHOUSE_HOME) (all tables, metastore, logs)? [y/N] " answer; \
+	@read -r -p "Delete $(LAKEHOUSE_HOME) and $(LAKEHOUSE_MLFLOW_DIR) (all tables, metastore, logs, MLflow runs)? [y/N] " answer; \
 	if [ "$$answer" = y ] || [ "$$answer" = Y ]; then \
-	  $(MAKE) --no-print-directory down; rm -rf "$(LAKEHOUSE_HOME)" target logs; echo "removed $(LAKEHOUSE_HOME)"; \
+	  $(MAKE) --no-print-directory down; rm -rf "$(LAKEHOUSE_HOME)" "$(LAKEHOUSE_MLFLOW_DIR)" target logs; echo "removed $(LAKEHOUSE_HOME) and $(LAKEHOUSE_MLFLOW_DIR)"; \
 	else echo "kept $(LAKEHOUSE_HOME)"; fi

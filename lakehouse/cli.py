@@ -49,6 +49,10 @@ def print_server(state: server.ServerState, settings: Settings) -> None:
 
 def cmd_down(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    from lakehouse import mlflow_ui
+
+    if mlflow_ui.down(settings):
+        console.print("The MLflow UI stopped.")
     if server.down(settings):
         console.print("The lakehouse server stopped.")
     else:
@@ -67,6 +71,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     print_server(state, settings)
     rss = server.server_rss_bytes(settings)
     console.print(f"server memory (RSS, driver + JVM): {rss / 2**30:.2f} GiB")
+    from lakehouse import mlflow_ui
+
+    ui = f"{mlflow_ui.url(settings)}" if mlflow_ui.running_pid(settings) else "not running (`make mlflow`)"
+    console.print(f"MLflow UI: {ui}; tracking store {settings.tracking_uri}")
     counts = table_row_counts(connect(settings))
     console.print(table("Tables", ["schema", "table", "rows"], counts))
     return 0
@@ -108,6 +116,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lakehouse.pipeline import run_pipeline
 
     return run_pipeline(_settings(args), args.dataset, args.source)
+
+
+def _job_session(args: argparse.Namespace):
+    """The lakehouse server's Spark Connect session, or any endpoint given with --remote."""
+    from lakehouse.session import connect, connect_remote
+
+    settings = _settings(args)
+    return (connect_remote(args.remote) if args.remote else connect(settings)), settings
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ml.train import print_outcome, run_training
+
+    spark, settings = _job_session(args)
+    print_outcome(run_training(spark, settings, args))
+    return 0
+
+
+def cmd_similarity(args: argparse.Namespace) -> int:
+    from ml.similarity_job import print_outcome, run_similarity
+
+    spark, settings = _job_session(args)
+    print_outcome(run_similarity(spark, settings, args))
+    return 0
+
+
+def cmd_mlflow(args: argparse.Namespace) -> int:
+    from lakehouse import mlflow_ui
+
+    settings = _settings(args)
+    if args.action == "down":
+        console.print("The MLflow UI stopped." if mlflow_ui.down(settings) else "The MLflow UI was not running.")
+        return 0
+    started = mlflow_ui.up(settings)
+    console.print(
+        f"MLflow UI {'started' if started else 'already running'}: {mlflow_ui.url(settings)} "
+        f"(store {settings.tracking_uri}, log {mlflow_ui.log_file(settings)})"
+    )
+    return 0
 
 
 def _source_path(value: str) -> Path | None:
@@ -171,6 +218,36 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--out", type=Path, required=True, help="output folder")
     gen.set_defaults(func=cmd_generate)
+
+    from ml.train import add_arguments as add_train_arguments
+
+    train = sub.add_parser(
+        "train",
+        help="sweep, evaluate and register the ALS recommenders (MLflow); write the ml tables",
+        description="Rating prediction (baseline, ALS, ALS on baseline residuals, item neighbourhood, "
+        "blend) and top-N ranking (implicit ALS vs popularity), each a hyperparameter sweep tracked "
+        "in MLflow as a parent run with one child run per configuration. Hyperparameters are chosen on "
+        "a validation set carved out of the training data; the champions are registered (als-rating, "
+        "als-ranking) with the alias @champion and write ml.recommendations, ml.predictions, "
+        "ml.user_factors, ml.item_factors, ml.similar_movies and ml.model_runs.",
+    )
+    add_train_arguments(train)
+    train.add_argument("--remote", help="any Spark Connect URL (default: the lakehouse server)")
+    train.set_defaults(func=cmd_train)
+
+    from ml.similarity_job import add_arguments as add_similarity_arguments
+
+    similarity = sub.add_parser(
+        "similarity",
+        help="user-similarity kNN graph, heatmap matrix and communities into the ml schema (MLflow)",
+    )
+    add_similarity_arguments(similarity)
+    similarity.add_argument("--remote", help="any Spark Connect URL (default: the lakehouse server)")
+    similarity.set_defaults(func=cmd_similarity)
+
+    mlflow = sub.add_parser("mlflow", help="serve the MLflow UI on 127.0.0.1:5000 (LAKEHOUSE_MLFLOW_PORT)")
+    mlflow.add_argument("action", choices=("up", "down"))
+    mlflow.set_defaults(func=cmd_mlflow)
 
     run = sub.add_parser(
         "run",

@@ -114,6 +114,31 @@ def write_state(settings: Settings, spark, fmt: str, reason: str) -> None:
     tmp.replace(settings.state_file)
 
 
+def skip_hive_function_registry(gateway) -> None:
+    """Mark Hive's built-in function registry as already loaded.
+
+    Closing a Thrift session on a thread that never touched the metastore makes Hive build a client
+    that first registers Hive's own UDFs; that class initialisation needs hive-llap-common, which
+    pyspark does not ship, and fails with NoClassDefFoundError (LlapSigner$Signable), failing the
+    dbt node whose connection was closing. Spark SQL never uses that registry (it has its own), so
+    flagging it done (Hive.REG_FUNCS_DONE = 2 in Hive 2.3) removes the failure and nothing else.
+    """
+    jvm = gateway.jvm
+    hive = jvm.java.lang.Class.forName("org.apache.hadoop.hive.ql.metadata.Hive")
+    field = hive.getDeclaredField("didRegisterAllFuncs")  # a private static AtomicInteger
+    field.setAccessible(True)
+    # py4j returns an AtomicInteger as a Python int, so call its set() through method handles:
+    # set(getter(), 2) composed on the Java side.
+    lookup = jvm.java.lang.invoke.MethodHandles.lookup()
+    int_type = gateway.new_array(jvm.java.lang.Class, 1)
+    int_type[0] = jvm.java.lang.Integer.TYPE
+    setter = lookup.unreflect(jvm.java.lang.Class.forName("java.util.concurrent.atomic.AtomicInteger").getMethod("set", int_type))
+    set_registered = jvm.java.lang.invoke.MethodHandles.collectArguments(setter, 0, lookup.unreflectGetter(field))
+    value = gateway.new_array(jvm.java.lang.Object, 1)
+    value[0] = 2
+    set_registered.invokeWithArguments(value)
+
+
 def main() -> int:
     settings = load_settings()
     for folder in (settings.logs_dir, settings.run_dir, settings.checkpoint_dir, settings.warehouse_dir):
@@ -131,6 +156,7 @@ def main() -> int:
         return 3
     spark.sparkContext.setLogLevel("WARN")
     jvm = spark.sparkContext._jvm  # noqa: SLF001 - the Thrift server has no Python API
+    skip_hive_function_registry(spark.sparkContext._gateway)  # noqa: SLF001
     jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithContext(
         spark._jsparkSession.sqlContext()  # noqa: SLF001
     )

@@ -28,10 +28,15 @@ def connect(settings: Settings) -> SparkSession:
             f"No lakehouse server answers on {settings.connect_url}. "
             "Start it with `lakehouse up` (or `make run`)."
         )
+    return connect_remote(settings.connect_url)
+
+
+def connect_remote(url: str) -> SparkSession:
+    """A session on any Spark Connect endpoint (`sc://host:port`)."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
-    return SparkSession.builder.remote(settings.connect_url).getOrCreate()
+    return SparkSession.builder.remote(url).getOrCreate()
 
 
 def table_row_counts(spark: SparkSession, schemas: tuple[str, ...] = SCHEMAS) -> list[tuple[str, str, int]]:

@@ -35,6 +35,10 @@ class Settings:
     driver_memory: str = "6g"
     table_format: str = "auto"
     delta_jars: Path | None = None
+    # MLflow: a tracking URI wins (any MLflow server); otherwise SQLite + files under mlflow_dir.
+    mlflow_dir: Path = Path("mlflow")
+    mlflow_tracking_uri: str = ""
+    mlflow_port: int = 5000  # the MLflow UI (`lakehouse mlflow up`)
     extra_conf: dict[str, str] = field(default_factory=dict)
 
     # Layout of the data directory: one place so every module agrees.
@@ -72,6 +76,15 @@ class Settings:
         return self.run_dir / "server.json"
 
     @property
+    def tracking_uri(self) -> str:
+        """Where MLflow runs go: LAKEHOUSE_MLFLOW_TRACKING_URI, else the local SQLite store."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.mlflow_dir / "artifacts"
+
+    @property
     def connect_url(self) -> str:
         return f"sc://{self.host}:{self.connect_port}"
 
@@ -85,7 +98,11 @@ class Settings:
             "LAKEHOUSE_MASTER": self.master,
             "LAKEHOUSE_DRIVER_MEMORY": self.driver_memory,
             "LAKEHOUSE_TABLE_FORMAT": self.table_format,
+            "LAKEHOUSE_MLFLOW_DIR": str(self.mlflow_dir),
+            "LAKEHOUSE_MLFLOW_PORT": str(self.mlflow_port),
         }
+        if self.mlflow_tracking_uri:
+            env["LAKEHOUSE_MLFLOW_TRACKING_URI"] = self.mlflow_tracking_uri
         if self.delta_jars:
             env["LAKEHOUSE_DELTA_JARS"] = str(self.delta_jars)
         return env
@@ -109,4 +126,7 @@ def load_settings() -> Settings:
         driver_memory=os.environ.get("LAKEHOUSE_DRIVER_MEMORY", "6g"),
         table_format=table_format,
         delta_jars=Path(jars).expanduser().resolve() if jars else None,
+        mlflow_dir=Path(os.environ.get("LAKEHOUSE_MLFLOW_DIR", "mlflow")).expanduser().resolve(),
+        mlflow_tracking_uri=os.environ.get("LAKEHOUSE_MLFLOW_TRACKING_URI", "").strip(),
+        mlflow_port=_int_env("LAKEHOUSE_MLFLOW_PORT", 5000),
     )

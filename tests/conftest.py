@@ -30,6 +30,8 @@ def lakehouse_settings(tmp_path_factory):
         "LAKEHOUSE_CONNECT_PORT": str(free_port()),
         "LAKEHOUSE_DRIVER_MEMORY": "3g",
         "DBT_TARGET_PATH": str(home / "dbt-target"),
+        "LAKEHOUSE_MLFLOW_DIR": str(home / "mlflow"),
+        "LAKEHOUSE_MLFLOW_PORT": str(free_port()),
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -48,6 +50,9 @@ def lakehouse_server(lakehouse_settings):
     state, started = server.up(lakehouse_settings, timeout=240)
     assert started, "the test server must be a fresh one"
     yield lakehouse_settings
+    from lakehouse import mlflow_ui
+
+    mlflow_ui.down(lakehouse_settings)  # `make run`'s pipeline starts it
     server.down(lakehouse_settings)
 
 

@@ -14,6 +14,7 @@ def test_settings_round_trip_through_the_environment(monkeypatch, tmp_path):
     original = Settings(
         home=tmp_path, thrift_port=11000, connect_port=16000, master="local[2]",
         driver_memory="2g", table_format="parquet", delta_jars=tmp_path / "jars",
+        mlflow_dir=tmp_path / "mlflow", mlflow_tracking_uri="http://127.0.0.1:5999",
     )
     for key, value in original.as_env().items():
         monkeypatch.setenv(key, value)
@@ -27,6 +28,7 @@ def test_defaults_and_bad_values(monkeypatch):
     assert (settings.host, settings.thrift_port, settings.connect_port) == ("127.0.0.1", 10000, 15002)
     assert settings.home == Path(".lakehouse").resolve()
     assert settings.table_format == "auto"
+    assert settings.tracking_uri == f"sqlite:///{Path('mlflow').resolve() / 'mlflow.db'}"
     monkeypatch.setenv("LAKEHOUSE_TABLE_FORMAT", "iceberg")
     with pytest.raises(SystemExit, match="expected one of auto, delta, parquet"):
         load_settings()
