@@ -62,7 +62,7 @@ train: setup ## sweep, evaluate and register the recommenders (MLflow); write th
 	$(BIN)/lakehouse train
 
 similarity: setup ## user-similarity graph, heatmap matrix and communities into the ml schema
-	$(BIN)/lakehouse similarity
+	$(BIN)/lakehouse similarity --vectors factors --k 10
 
 mlflow: setup ## serve the MLflow UI on 127.0.0.1:5000 (stopped by `make down`)
 	$(BIN)/lakehouse mlflow up

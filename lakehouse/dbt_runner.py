@@ -12,6 +12,9 @@ from pathlib import Path
 from lakehouse.settings import Settings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# The nodes that read the recommender jobs' tables (the `ml` source and everything downstream):
+# they can only build once `lakehouse train` and `lakehouse similarity` have run.
+ML_NODES = "source:ml+"
 
 
 @dataclass(frozen=True)

@@ -73,10 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"{FACTORS_TABLE} (run `lakehouse train --task ranking` first) (default %(default)s)")
     parser.add_argument("--heatmap-users", type=int, default=30,
                         help="most active users in ml.user_similarity_matrix (default %(default)s)")
-    parser.add_argument("--max-iterations", type=int, default=30,
+    parser.add_argument("--max-iterations", type=int, default=50,
                         help="label propagation stops here if labels still change (default %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed,
-                        help="picks the sample of raters of movies above the cap (default %(default)s)")
+                        help="picks the sample of raters of movies above the cap, and the users that move in "
+                        "each label propagation iteration (default %(default)s)")
 
 
 def run_similarity(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> SimilarityOutcome:
@@ -122,7 +123,8 @@ def run_similarity(spark: SparkSession, settings: Settings, args: argparse.Names
         with stages.stage("communities"):
             graph = undirected_edges(neighbours).localCheckpoint()
             propagation = label_propagation(
-                graph, args.max_iterations, lambda i, changed: progress(f"iteration {i}: {changed:,} labels changed")
+                graph, args.max_iterations, args.seed,
+                lambda i, unsettled: progress(f"iteration {i}: {unsettled:,} users not on their best label"),
             )
             members = communities(propagation.labels).localCheckpoint()
             how = "converged" if propagation.converged else "stopped at the iteration limit"
