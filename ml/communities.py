@@ -1,7 +1,8 @@
 """Communities of the user similarity graph: label propagation, and the modularity of its partition.
 
-The graph is the kNN lists of ml.user_similarity made undirected: an edge wherever either user
-lists the other, weighted by their (positive) similarity. Users without a neighbour are not in it.
+The graph is each user's nearest neighbours in ml.user_similarity (the first `max_rank` of them)
+made undirected: an edge wherever either user lists the other, weighted by their (positive)
+similarity. Users without a neighbour are not in it.
 
 Label propagation (Raghavan, Albert & Kumara 2007), DataFrame-only: every user starts with its own
 id as label; in each iteration every user's best label is the one with the largest summed edge
@@ -18,9 +19,10 @@ a join and an aggregation per iteration. Cost per iteration: a join of the 2E di
 the U labels and a group-by, O(E) rows; two server jobs (the checkpoint and the count of users
 not yet on their best label).
 
-On a graph with little community structure label propagation floods: on ml-100k with k >= 10 it
-ends in one community (Q = 0), as networkx's does; Louvain finds Q = 0.25 there. Fewer neighbours
-per user (--k 5) give a sparser graph and real communities.
+On a dense graph with little community structure label propagation floods: on ml-100k with 10 or
+20 neighbours per user it ends in one community (Q = 0), as networkx's does (Louvain finds
+Q = 0.25 there). Hence the graph keeps fewer neighbours per user (5 by default, --community-k)
+than the neighbour lists.
 
 Modularity of the partition on the weighted undirected graph (Newman 2004):
 
@@ -48,11 +50,12 @@ class Propagation:
     converged: bool
 
 
-def undirected_edges(neighbours: DataFrame) -> DataFrame:
-    """(src, dst, weight) with src < dst: the symmetrised kNN graph, one row per edge."""
+def undirected_edges(neighbours: DataFrame, max_rank: int) -> DataFrame:
+    """(src, dst, weight) with src < dst: the symmetrised graph of each user's `max_rank` nearest
+    neighbours (`neighbours`: user_id, neighbour_id, rank, similarity), one row per edge."""
     from pyspark.sql import functions as F
 
-    ends = neighbours.select(
+    ends = neighbours.where(F.col("rank") <= max_rank).select(
         F.least("user_id", "neighbour_id").alias("src"),
         F.greatest("user_id", "neighbour_id").alias("dst"),
         F.col("similarity"),
@@ -70,19 +73,41 @@ def directed_edges(edges: DataFrame) -> DataFrame:
     return forward.unionByName(backward)
 
 
-def _proposals(votes: DataFrame, labels: DataFrame) -> DataFrame:
-    """(user_id, label, best): each user's label and the one with the largest summed vote weight
-    among its neighbours, ties to the smallest."""
+def _ballots(edges: DataFrame) -> DataFrame:
+    """(user_id, neighbour_id, weight, own): every edge in both directions, plus a weightless row
+    from each user to itself that carries the user's current label into the tally."""
+    from pyspark.sql import functions as F
+
+    directed = directed_edges(edges).withColumn("own", F.lit(False))
+    own = directed.select("user_id").distinct().select(
+        "user_id", F.col("user_id").alias("neighbour_id"), F.lit(0.0).alias("weight"), F.lit(True).alias("own")
+    )
+    return directed.unionByName(own)
+
+
+def _proposals(ballots: DataFrame, labels: DataFrame) -> DataFrame:
+    """(user_id, label, best): each user's current label and the label with the largest summed edge
+    weight among its neighbours, ties to the smallest.
+
+    `labels` is read once: the optimizer's size estimate of a join multiplies its inputs' (and a
+    checkpoint keeps its plan's estimate), so reading it twice per iteration would square the
+    estimate every iteration, and planning stalls on numbers with millions of digits after ~20.
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    voter_labels = labels.select(F.col("user_id").alias("neighbour_id"), F.col("label").alias("best"))
-    scores = votes.join(voter_labels, on="neighbour_id", how="inner").groupBy("user_id", "best").agg(
-        F.round(F.sum("weight"), TIE_DECIMALS).alias("score")
+    voter_labels = labels.select(F.col("user_id").alias("neighbour_id"), "label")
+    tally = ballots.join(voter_labels, on="neighbour_id", how="inner").groupBy("user_id", "label").agg(
+        F.round(F.sum("weight"), TIE_DECIMALS).alias("score"), F.max("own").alias("own")
     )
-    order = Window.partitionBy("user_id").orderBy(F.desc("score"), "best")
-    best = scores.withColumn("_rank", F.row_number().over(order)).where(F.col("_rank") == 1)
-    return labels.join(best.select("user_id", "best"), on="user_id", how="inner")
+    user = Window.partitionBy("user_id")
+    ranked = tally.select(
+        "user_id",
+        F.col("label").alias("best"),
+        F.row_number().over(user.orderBy(F.desc("score"), "label")).alias("_rank"),
+        F.max(F.when(F.col("own"), F.col("label"))).over(user).alias("label"),
+    )
+    return ranked.where(F.col("_rank") == 1).select("user_id", "label", "best")
 
 
 def label_propagation(
@@ -94,10 +119,10 @@ def label_propagation(
     """
     from pyspark.sql import functions as F
 
-    votes = directed_edges(edges).localCheckpoint()
-    labels = votes.select("user_id").distinct().select("user_id", F.col("user_id").alias("label")).localCheckpoint()
+    ballots = _ballots(edges).localCheckpoint()
+    labels = ballots.select("user_id").distinct().select("user_id", F.col("user_id").alias("label")).localCheckpoint()
     for iteration in range(1, max_iterations + 1):
-        proposals = _proposals(votes, labels).localCheckpoint()
+        proposals = _proposals(ballots, labels).localCheckpoint()
         unsettled = proposals.where(F.col("best") != F.col("label")).count()
         if progress is not None:
             progress(iteration, unsettled)

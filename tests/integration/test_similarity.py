@@ -226,3 +226,26 @@ def test_label_propagation_stops_on_isolated_pairs(spark):
     assert labels[1] == labels[2] and labels[3] == labels[4] == labels[5] and labels[1] != labels[3]
     q = modularity(edges, communities(result.labels))
     assert q == pytest.approx(1 - (1.8 / 3.8) ** 2 - (2.0 / 3.8) ** 2)
+
+
+def test_label_propagation_iterations_stay_cheap(spark):
+    """Labels flow slowly along a chain: 30 iterations must each cost about the same. (Reading the
+    labels twice per iteration once squared the optimizer's size estimate every iteration, and
+    planning stalled for minutes past the 20th.)"""
+    import time
+
+    from ml.communities import label_propagation
+
+    edges = spark.createDataFrame([(i, i + 1, 1.0) for i in range(1, 40)], "src int, dst int, weight double")
+    seconds: list[float] = []
+    last = time.monotonic()
+
+    def record(iteration: int, unsettled: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        seconds.append(now - last)
+        last = now
+
+    result = label_propagation(edges, max_iterations=30, progress=record)
+    assert result.iterations == len(seconds) == 30
+    assert max(seconds[20:]) < 10 * max(1.0, *seconds[1:10])
