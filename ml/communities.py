@@ -1,28 +1,17 @@
 """Communities of the user similarity graph: label propagation, and the modularity of its partition.
 
-The graph is each user's nearest neighbours in ml.user_similarity (the first `max_rank` of them)
-made undirected: an edge wherever either user lists the other, weighted by their (positive)
-similarity. Users without a neighbour are not in it.
+The graph is the kNN lists of ml.user_similarity made undirected: an edge wherever either user
+lists the other, weighted by their (positive) similarity. Users without a neighbour are not in it.
 
-Label propagation (Raghavan, Albert & Kumara 2007), DataFrame-only: every user starts with its own
-id as label; in each iteration every user's best label is the one with the largest summed edge
-weight among its neighbours, ties to the smallest label. Fully synchronous updates can oscillate
-for ever (two users linked only to each other swap labels every iteration), which is why the paper
-updates asynchronously; here each iteration moves a deterministic pseudo-random half of the users
-(hash of seed, user and iteration) to their best label, the semi-synchronous middle ground: a swap
-stops as soon as one side moves alone. On ml-100k's 5-nearest-neighbour graph this found 172
-communities with Q = 0.27 (networkx's asynchronous label propagation: 175, Q = 0.27), where
-counting each user's own label as a vote instead gave 351 communities with Q = 0.20. It stops
-when every user holds its best label (what "no label changes" means when half the users wait) or
-after `max_iterations`. Each iteration's labels are localCheckpoint()ed, or the plan would grow by
+Label propagation (Raghavan, Albert & Kumara 2007), synchronous and DataFrame-only: every user
+starts with its own id as label; in each iteration every user takes the label with the largest
+summed edge weight among its neighbours, ties to the smallest label. Plain synchronous updates can
+oscillate for ever (two users linked only to each other swap labels every iteration), so a user's
+current label also takes part, weighted like the user's strongest edge (a self-loop): a two-way
+tie then resolves to the smaller label and the swap stops. It stops when no label changes or after
+`max_iterations`. Each iteration's labels are localCheckpoint()ed: otherwise the plan would grow by
 a join and an aggregation per iteration. Cost per iteration: a join of the 2E directed edges with
-the U labels and a group-by, O(E) rows; two server jobs (the checkpoint and the count of users
-not yet on their best label).
-
-On a dense graph with little community structure label propagation floods: on ml-100k with 10 or
-20 neighbours per user it ends in one community (Q = 0), as networkx's does (Louvain finds
-Q = 0.25 there). Hence the graph keeps fewer neighbours per user (5 by default, --community-k)
-than the neighbour lists.
+the U labels and a group-by, O(E) rows; two server jobs (the checkpoint and the change count).
 
 Modularity of the partition on the weighted undirected graph (Newman 2004):
 
@@ -50,12 +39,11 @@ class Propagation:
     converged: bool
 
 
-def undirected_edges(neighbours: DataFrame, max_rank: int) -> DataFrame:
-    """(src, dst, weight) with src < dst: the symmetrised graph of each user's `max_rank` nearest
-    neighbours (`neighbours`: user_id, neighbour_id, rank, similarity), one row per edge."""
+def undirected_edges(neighbours: DataFrame) -> DataFrame:
+    """(src, dst, weight) with src < dst: the symmetrised kNN graph, one row per edge."""
     from pyspark.sql import functions as F
 
-    ends = neighbours.where(F.col("rank") <= max_rank).select(
+    ends = neighbours.select(
         F.least("user_id", "neighbour_id").alias("src"),
         F.greatest("user_id", "neighbour_id").alias("dst"),
         F.col("similarity"),
@@ -73,64 +61,53 @@ def directed_edges(edges: DataFrame) -> DataFrame:
     return forward.unionByName(backward)
 
 
-def _ballots(edges: DataFrame) -> DataFrame:
-    """(user_id, neighbour_id, weight, own): every edge in both directions, plus a weightless row
-    from each user to itself that carries the user's current label into the tally."""
+def _votes(edges: DataFrame) -> DataFrame:
+    """(user_id, neighbour_id, weight): who votes for a user's label, self-loops included."""
     from pyspark.sql import functions as F
 
-    directed = directed_edges(edges).withColumn("own", F.lit(False))
-    own = directed.select("user_id").distinct().select(
-        "user_id", F.col("user_id").alias("neighbour_id"), F.lit(0.0).alias("weight"), F.lit(True).alias("own")
+    directed = directed_edges(edges)
+    self_loops = directed.groupBy("user_id").agg(F.max("weight").alias("weight")).select(
+        "user_id", F.col("user_id").alias("neighbour_id"), "weight"
     )
-    return directed.unionByName(own)
+    return directed.unionByName(self_loops)
 
 
-def _proposals(ballots: DataFrame, labels: DataFrame) -> DataFrame:
-    """(user_id, label, best): each user's current label and the label with the largest summed edge
-    weight among its neighbours, ties to the smallest.
-
-    `labels` is read once: the optimizer's size estimate of a join multiplies its inputs' (and a
-    checkpoint keeps its plan's estimate), so reading it twice per iteration would square the
-    estimate every iteration, and planning stalls on numbers with millions of digits after ~20.
-    """
+def _propagate(votes: DataFrame, labels: DataFrame) -> DataFrame:
+    """(user_id, label): each user's label with the largest summed vote weight, ties to the smallest."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     voter_labels = labels.select(F.col("user_id").alias("neighbour_id"), "label")
-    tally = ballots.join(voter_labels, on="neighbour_id", how="inner").groupBy("user_id", "label").agg(
-        F.round(F.sum("weight"), TIE_DECIMALS).alias("score"), F.max("own").alias("own")
+    scores = votes.join(voter_labels, on="neighbour_id", how="inner").groupBy("user_id", "label").agg(
+        F.round(F.sum("weight"), TIE_DECIMALS).alias("score")
     )
-    user = Window.partitionBy("user_id")
-    ranked = tally.select(
-        "user_id",
-        F.col("label").alias("best"),
-        F.row_number().over(user.orderBy(F.desc("score"), "label")).alias("_rank"),
-        F.max(F.when(F.col("own"), F.col("label"))).over(user).alias("label"),
-    )
-    return ranked.where(F.col("_rank") == 1).select("user_id", "label", "best")
+    best = Window.partitionBy("user_id").orderBy(F.desc("score"), "label")
+    return scores.withColumn("_rank", F.row_number().over(best)).where(F.col("_rank") == 1).select("user_id", "label")
+
+
+def _changed(before: DataFrame, after: DataFrame) -> int:
+    from pyspark.sql import functions as F
+
+    old = before.select("user_id", F.col("label").alias("old_label"))
+    return after.join(old, on="user_id", how="inner").where(F.col("label") != F.col("old_label")).count()
 
 
 def label_propagation(
-    edges: DataFrame, max_iterations: int, seed: int = 42, progress: Callable[[int, int], None] | None = None
+    edges: DataFrame, max_iterations: int, progress: Callable[[int, int], None] | None = None
 ) -> Propagation:
-    """Labels of every user in the graph `edges` (src, dst, weight).
-
-    `progress(iteration, unsettled)` after each iteration: how many users did not hold their best label.
-    """
+    """Labels of every user in the graph `edges` (src, dst, weight); `progress(iteration, changed)`."""
     from pyspark.sql import functions as F
 
-    ballots = _ballots(edges).localCheckpoint()
-    labels = ballots.select("user_id").distinct().select("user_id", F.col("user_id").alias("label")).localCheckpoint()
+    votes = _votes(edges).localCheckpoint()
+    labels = votes.select("user_id").distinct().select("user_id", F.col("user_id").alias("label")).localCheckpoint()
     for iteration in range(1, max_iterations + 1):
-        proposals = _proposals(ballots, labels).localCheckpoint()
-        unsettled = proposals.where(F.col("best") != F.col("label")).count()
+        updated = _propagate(votes, labels).localCheckpoint()
+        changed = _changed(labels, updated)
+        labels = updated
         if progress is not None:
-            progress(iteration, unsettled)
-        if unsettled == 0:
+            progress(iteration, changed)
+        if changed == 0:
             return Propagation(labels, iteration, converged=True)
-        moves = F.pmod(F.xxhash64(F.lit(seed), F.col("user_id"), F.lit(iteration)), F.lit(2)) == 0
-        label = F.when(moves, F.col("best")).otherwise(F.col("label"))
-        labels = proposals.select("user_id", label.alias("label")).localCheckpoint()
     return Propagation(labels, max_iterations, converged=False)
 
 

@@ -73,14 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"{FACTORS_TABLE} (run `lakehouse train --task ranking` first) (default %(default)s)")
     parser.add_argument("--heatmap-users", type=int, default=30,
                         help="most active users in ml.user_similarity_matrix (default %(default)s)")
-    parser.add_argument("--community-k", type=int, default=5,
-                        help="nearest neighbours per user that form the graph of the communities: label "
-                        "propagation floods a denser graph into one community (default %(default)s)")
-    parser.add_argument("--max-iterations", type=int, default=50,
+    parser.add_argument("--max-iterations", type=int, default=30,
                         help="label propagation stops here if labels still change (default %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed,
-                        help="picks the sample of raters of movies above the cap, and the users that move in "
-                        "each label propagation iteration (default %(default)s)")
+                        help="picks the sample of raters of movies above the cap (default %(default)s)")
 
 
 def run_similarity(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> SimilarityOutcome:
@@ -109,8 +105,8 @@ def run_similarity(spark: SparkSession, settings: Settings, args: argparse.Names
     with mlflow.start_run(experiment_id=experiment, run_name=f"user similarity ({vectors})", tags=tags) as run:
         run_id = run.info.run_id
         mlflow.log_params({**params.as_params(), "vectors": vectors, "heatmap_users": args.heatmap_users,
-                           "community_k": args.community_k, "max_iterations": args.max_iterations,
-                           "movies_table": args.movies_table, "algorithm": ALGORITHM})
+                           "max_iterations": args.max_iterations, "movies_table": args.movies_table,
+                           "algorithm": ALGORITHM})
         with stages.stage("neighbours"):
             candidate_pairs = candidate_pair_count(ratings, params.max_raters_per_movie)
             progress(f"{candidate_pairs:,} candidate pairs (at most {params.max_raters_per_movie} raters per movie)")
@@ -124,10 +120,9 @@ def run_similarity(spark: SparkSession, settings: Settings, args: argparse.Names
             outputs.write(similarity_matrix(ratings, active, params, factors), "user_similarity_matrix")
             progress(f"ml.user_similarity_matrix: the {args.heatmap_users} most active users, every pair")
         with stages.stage("communities"):
-            graph = undirected_edges(neighbours, args.community_k).localCheckpoint()
+            graph = undirected_edges(neighbours).localCheckpoint()
             propagation = label_propagation(
-                graph, args.max_iterations, args.seed,
-                lambda i, unsettled: progress(f"iteration {i}: {unsettled:,} users not on their best label"),
+                graph, args.max_iterations, lambda i, changed: progress(f"iteration {i}: {changed:,} labels changed")
             )
             members = communities(propagation.labels).localCheckpoint()
             how = "converged" if propagation.converged else "stopped at the iteration limit"
