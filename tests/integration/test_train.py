@@ -76,7 +76,10 @@ def test_mlflow_holds_every_run_and_the_registered_champions(trained, lakehouse_
     from ml import tracking
 
     client = tracking.configure(lakehouse_server)
-    rating_runs = mlflow.search_runs(experiment_names=[tracking.EXPERIMENTS["rating"]], output_format="list")
+    sweep = trained.rating.parent_run_id
+    every_run = mlflow.search_runs(experiment_names=[tracking.EXPERIMENTS["rating"]], output_format="list")
+    # The session's store also holds other tests' runs: keep this sweep's (the parent and its children).
+    rating_runs = [r for r in every_run if sweep in (r.info.run_id, r.data.tags.get("mlflow.parentRunId"))]
     names = {r.info.run_name for r in rating_runs}
     assert {c.name for c in trained.rating.candidates} <= names
     for run in rating_runs:
