@@ -51,6 +51,10 @@ def cmd_down(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from lakehouse import mlflow_ui
 
+    from lakehouse.stream import job
+
+    if job.stop(settings):
+        console.print("The stream stopped.")
     if mlflow_ui.down(settings):
         console.print("The MLflow UI stopped.")
     if server.down(settings):
@@ -75,6 +79,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     ui = f"{mlflow_ui.url(settings)}" if mlflow_ui.running_pid(settings) else "not running (`make mlflow`)"
     console.print(f"MLflow UI: {ui}; tracking store {settings.tracking_uri}")
+    from lakehouse.stream import job
+
+    stream = job.read_status(settings)
+    console.print(f"Stream: {stream.get('state', 'running')} (pid {stream.get('pid')}), {settings.stream_dir} -> "
+                  f"bronze.rating_events; `lakehouse stream --status`" if stream else
+                  f"Stream: not running (`lakehouse stream --detach`); landing folder {settings.stream_dir}")
     counts = table_row_counts(connect(settings))
     console.print(table("Tables", ["schema", "table", "rows"], counts))
     return 0
@@ -85,7 +95,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from lakehouse.session import connect
 
     settings = _settings(args)
-    report = ingest_with_progress(connect(settings), settings, args.dataset, args.source, args.replace)
+    report = ingest_with_progress(
+        connect(settings), settings, args.dataset, args.source, args.replace, args.holdout_fraction
+    )
     print_ingest_report(report)
     return 0 if all(f.conserved for f in report.files) else 1
 
@@ -140,6 +152,43 @@ def cmd_similarity(args: argparse.Namespace) -> int:
     spark, settings = _job_session(args)
     print_outcome(run_similarity(spark, settings, args))
     return 0
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from lakehouse.stream import job
+
+    settings = _settings(args)
+    refresh = not args.no_fold_in
+    if args.stop:
+        console.print("The stream stopped." if job.stop(settings) else "The stream was not running.")
+        return 0
+    if args.status:
+        return print_stream_status(settings)
+    if args.detach:
+        pid = job.detach(settings, refresh_recommendations=refresh)
+        console.print(f"The stream runs in the background (pid {pid}); log {settings.stream_log}; "
+                      "`lakehouse stream --stop` stops it.")
+        return 0
+    return job.run_foreground(settings, refresh_recommendations=refresh, duration=args.duration)
+
+
+def print_stream_status(settings: Settings) -> int:
+    from lakehouse.stream import job
+
+    status = job.read_status(settings)
+    if status is None:
+        console.print(f"The stream is not running (landing folder {settings.stream_dir}).")
+        return 1
+    rows = [(k, str(status.get(k))) for k in ("state", "pid", "landing", "trigger_seconds", "batches", "rows_accepted",
+                                              "rows_quarantined", "users_refreshed", "last_batch", "last_latency_max")]
+    console.print(key_values("Stream", rows))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from lakehouse.stream.replay import run_from_arguments
+
+    return run_from_arguments(_settings(args), args)
 
 
 def cmd_mlflow(args: argparse.Namespace) -> int:
@@ -202,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument(
         "--replace", action="store_true", help="drop the bronze tables first (e.g. to switch dataset)"
     )
+    ingest.add_argument(
+        "--holdout-fraction", type=float, default=0.0, metavar="F",
+        help="keep the latest F of the ratings (by time) out of bronze, in "
+        "$LAKEHOUSE_HOME/holdout/<dataset>/ratings.csv for `lakehouse replay` (default 0: off)",
+    )
     ingest.set_defaults(func=cmd_ingest)
 
     gen = sub.add_parser(
@@ -244,6 +298,34 @@ def build_parser() -> argparse.ArgumentParser:
     add_similarity_arguments(similarity)
     similarity.add_argument("--remote", help="any Spark Connect URL (default: the lakehouse server)")
     similarity.set_defaults(func=cmd_similarity)
+
+    from lakehouse.stream.replay import add_arguments as add_replay_arguments
+
+    replay = sub.add_parser(
+        "replay",
+        help="stream simulator: land rating files in the stream folder (LAKEHOUSE_STREAM_DIR)",
+        description="Write rating files into the streaming landing folder at a steady rate, each "
+        "file atomically (a dot-name, then renamed; its mtime is the landing time). Replays the "
+        "ratings `ingest --holdout-fraction` kept out of bronze, in time order, or random ones.",
+    )
+    add_replay_arguments(replay)
+    replay.set_defaults(func=cmd_replay)
+
+    stream = sub.add_parser(
+        "stream",
+        help="the streaming job: landing folder -> bronze.rating_events, recommendations folded in",
+        description="Run the Structured Streaming query on the lakehouse server: new rating files "
+        "in LAKEHOUSE_STREAM_DIR (CSV with or without header, or JSON lines) are appended to "
+        "bronze.rating_events exactly once, bad lines go to bronze.quarantine, and the affected "
+        "users' recommendations are refreshed. Foreground with a status line unless --detach.",
+    )
+    action = stream.add_mutually_exclusive_group()
+    action.add_argument("--detach", action="store_true", help="run in the background (log: <data dir>/logs/stream.log)")
+    action.add_argument("--stop", action="store_true", help="stop the detached stream")
+    action.add_argument("--status", action="store_true", help="is it running, and what has it committed")
+    stream.add_argument("--no-fold-in", action="store_true", help="append to bronze only; leave recommendations alone")
+    stream.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (foreground)")
+    stream.set_defaults(func=cmd_stream)
 
     mlflow = sub.add_parser("mlflow", help="serve the MLflow UI on 127.0.0.1:5000 (LAKEHOUSE_MLFLOW_PORT)")
     mlflow.add_argument("action", choices=("up", "down"))

@@ -15,6 +15,8 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 # The nodes that read the recommender jobs' tables (the `ml` source and everything downstream):
 # they can only build once `lakehouse train` and `lakehouse similarity` have run.
 ML_NODES = "source:ml+"
+# The nodes that read the stream's tables: rebuilt after new ratings stream in, so gold has them.
+LIVE_NODES = "source:stream+"
 
 
 @dataclass(frozen=True)

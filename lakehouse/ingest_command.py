@@ -8,13 +8,16 @@ from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, Te
 from lakehouse.console import console, table
 from lakehouse.ingest.acquire import locate
 from lakehouse.ingest.datasets import get_dataset
+from lakehouse.ingest.holdout import check_fraction
 from lakehouse.ingest.load import IngestReport, ingest
 from lakehouse.settings import Settings
 
 
 def ingest_with_progress(
-    spark, settings: Settings, dataset: str, source: Path | None, replace: bool = False
+    spark, settings: Settings, dataset: str, source: Path | None, replace: bool = False,
+    holdout_fraction: float = 0.0,
 ) -> IngestReport:
+    check_fraction(holdout_fraction)  # before any download
     spec = get_dataset(dataset)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
@@ -36,7 +39,10 @@ def ingest_with_progress(
             task = bar.add_task(f"parse + load {source_file}", total=None)
             return lambda rows: bar.update(task, completed=rows)
 
-        return ingest(spark, files, replace=replace, on_file=on_file)
+        return ingest(
+            spark, files, replace=replace, on_file=on_file,
+            holdout_fraction=holdout_fraction, holdout_dir=settings.holdout_dir,
+        )
 
 
 def print_ingest_report(report: IngestReport) -> None:
@@ -49,6 +55,7 @@ def print_ingest_report(report: IngestReport) -> None:
             f.rows_read,
             f.rows_loaded,
             f.rows_quarantined,
+            f.rows_held_out,
             "skipped" if f.skipped_reason else ("yes" if f.conserved else "NO"),
             f"{f.seconds:.1f}",
         )
@@ -56,14 +63,25 @@ def print_ingest_report(report: IngestReport) -> None:
     ]
     console.print(
         table(
-            f"Ingest of {report.dataset}: read = loaded + quarantined, per file",
-            ["file", "table", "read", "loaded", "quarantined", "adds up / skipped", "seconds"],
+            f"Ingest of {report.dataset}: read = loaded + quarantined + held out, per file",
+            ["file", "table", "read", "loaded", "quarantined", "held out", "adds up / skipped", "seconds"],
             rows,
         )
     )
     for f in report.files:
         if f.skipped_reason:
             console.print(f"skipped {f.source_file}: {f.skipped_reason}")
+    if report.holdout_file is not None:
+        if report.holdout_file.exists():
+            console.print(
+                f"held out the latest {report.holdout_fraction:g} of the ratings in {report.holdout_file} "
+                "(`lakehouse replay` streams them)"
+            )
+        else:
+            console.print(
+                f"[yellow]the held-out ratings file {report.holdout_file} is missing;[/] "
+                "`lakehouse ingest --replace` with the same --holdout-fraction writes it again"
+            )
     if report.reasons:
         console.print(
             table("Quarantine reasons (this run)", ["reason (numbers as N)", "rows"], report.reasons)

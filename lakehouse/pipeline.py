@@ -1,5 +1,6 @@
-"""`make run`: start the server, ingest MovieLens, build the dbt project, train the recommenders,
-build the similarity graph, build the ml marts, serve the MLflow UI, print a summary."""
+"""`make run`: start the server, ingest MovieLens (the latest 10% held out), build the dbt project,
+train the recommenders, build the similarity graph, build the ml marts, serve the MLflow UI, start
+the stream and replay held-out ratings into it, print a summary."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,10 +10,12 @@ from typing import Callable
 
 from lakehouse import mlflow_ui, server
 from lakehouse.console import Stages, console, key_values, table
-from lakehouse.dbt_runner import ML_NODES, run_dbt
+from lakehouse.dbt_runner import LIVE_NODES, ML_NODES, run_dbt
+from lakehouse.ingest.load import HoldoutMismatch
 from lakehouse.ingest_command import ingest_with_progress, print_ingest_report
 from lakehouse.session import connect, table_row_counts
 from lakehouse.settings import Settings
+from lakehouse.stream.showcase import replay_and_compare, showcase_table
 from ml.similarity_job import add_arguments as add_similarity_arguments
 from ml.similarity_job import print_outcome as print_similarity
 from ml.similarity_job import run_similarity
@@ -25,6 +28,9 @@ from ml.train import print_outcome as print_training
 # On ml-100k the co-rated kNN graph is one dense cluster (label propagation finds a single
 # community); the champion's ALS factors with k=10 give a partition with modularity ~0.59.
 SIMILARITY_FLAGS = ["--vectors", "factors", "--k", "10"]
+# The latest 10% of ratings by time stay out of the initial load; the stream stage replays some.
+HOLDOUT_FRACTION = 0.1
+REPLAYED_RATINGS = 1000
 
 
 def _job_arguments(add_arguments: Callable[[argparse.ArgumentParser], None], argv: list[str] = ()) -> argparse.Namespace:
@@ -42,12 +48,19 @@ def run_pipeline(settings: Settings, dataset: str, source: Path | None) -> int:
         console.print(f"table format: {state.table_format} — {state.table_format_reason}")
     spark = connect(settings)
     with stages.stage(f"ingest {dataset}") as notes:
-        report = ingest_with_progress(spark, settings, dataset, source)
+        try:
+            report = ingest_with_progress(spark, settings, dataset, source, holdout_fraction=HOLDOUT_FRACTION)
+        except HoldoutMismatch as mismatch:  # a data directory from before the stream stage
+            console.print(f"[yellow]{mismatch}[/]\nReloading bronze with the held-out split (--replace).")
+            report = ingest_with_progress(spark, settings, dataset, source, replace=True,
+                                          holdout_fraction=HOLDOUT_FRACTION)
         print_ingest_report(report)
         ratings = sum(f.rows_loaded for f in report.files if f.target_table == "bronze.ratings")
         quarantined = sum(f.rows_quarantined for f in report.files)
         skipped = sum(1 for f in report.files if f.skipped_reason)
-        notes.append(f"{ratings:,} ratings loaded, {quarantined:,} rows quarantined, {skipped} files unchanged")
+        held_out = sum(f.rows_held_out for f in report.files)
+        notes.append(f"{ratings:,} ratings loaded, {held_out:,} held out for the stream, {quarantined:,} rows "
+                     f"quarantined, {skipped} files unchanged")
     with stages.stage("dbt build") as notes:
         # The ml sources and their marts wait for the jobs below.
         outcome = run_dbt(settings, "build", "--exclude", ML_NODES)
@@ -69,6 +82,14 @@ def run_pipeline(settings: Settings, dataset: str, source: Path | None) -> int:
     with stages.stage("MLflow UI") as notes:
         started = mlflow_ui.up(settings)
         notes.append(f"{'started' if started else 'already running'} on {mlflow_ui.url(settings)}")
+    with stages.stage("stream: replay held-out ratings, fold them in") as notes:
+        showcase = replay_and_compare(spark, settings, limit=REPLAYED_RATINGS)
+        console.print(showcase_table(showcase))
+        notes.append(showcase.describe())
+    with stages.stage("dbt build (live marts)") as notes:
+        live = run_dbt(settings, "build", "--select", LIVE_NODES)
+        notes.append(live.describe())
+    outcome = outcome if not outcome.ok else live
     counts = table_row_counts(spark)
     console.rule("[bold]Summary")
     console.print(stages.summary())
@@ -84,12 +105,15 @@ def run_pipeline(settings: Settings, dataset: str, source: Path | None) -> int:
                 ("server log", str(settings.server_log)),
                 ("dbt log", str(settings.logs_dir / "dbt" / "dbt.log")),
                 ("MLflow UI", f"{mlflow_ui.url(settings)}  —  experiments {', '.join(EXPERIMENTS.values())}"),
-                ("status / stop", "`lakehouse status`, `make down`"),
+                ("stream", f"drop rating files into {settings.stream_dir} (or `lakehouse replay`); "
+                           f"log {settings.stream_log}"),
+                ("status / stop", "`lakehouse status`, `lakehouse stream --status`, `make down`"),
             ],
         )
     )
     if not outcome.ok:
         console.print(f"[red]dbt build failed:[/] {', '.join(outcome.failures) or 'see the dbt log'}")
         return 1
-    console.print("[green]Pipeline finished: champions registered, every dbt model built and every dbt test passed.[/]")
+    console.print("[green]Pipeline finished: champions registered, every dbt model built and every dbt test passed; "
+                  "the stream keeps running (`lakehouse stream --stop` or `make down` stops it).[/]")
     return 0

@@ -144,6 +144,9 @@ def main() -> int:
     for folder in (settings.logs_dir, settings.run_dir, settings.checkpoint_dir, settings.warehouse_dir):
         folder.mkdir(parents=True, exist_ok=True)
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"  # otherwise Spark binds to eth0
+    # Python workers the server starts (a stream's foreachBatch over Spark Connect reads this
+    # variable, not spark.pyspark.python) must run this interpreter, the one with our packages.
+    os.environ["PYSPARK_PYTHON"] = sys.executable
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

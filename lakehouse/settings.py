@@ -23,6 +23,19 @@ def _int_env(name: str, default: int) -> int:
         raise SystemExit(f"{name}={raw!r} is not an integer") from None
 
 
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    if not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a number") from None
+    if not value > 0:
+        raise SystemExit(f"{name}={raw!r} must be positive")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the lakehouse lives and how to reach it."""
@@ -39,6 +52,10 @@ class Settings:
     mlflow_dir: Path = Path("mlflow")
     mlflow_tracking_uri: str = ""
     mlflow_port: int = 5000  # the MLflow UI (`lakehouse mlflow up`)
+    # The streaming landing folder: `lakehouse replay` writes rating files here, the stream reads them.
+    stream_dir: Path = Path("stream/ratings")
+    stream_trigger_seconds: float = 5.0  # the stream's micro-batch interval
+    stream_max_files_per_trigger: int = 100
     extra_conf: dict[str, str] = field(default_factory=dict)
 
     # Layout of the data directory: one place so every module agrees.
@@ -65,6 +82,24 @@ class Settings:
     @property
     def cache_dir(self) -> Path:
         return self.home / "cache"
+
+    @property
+    def holdout_dir(self) -> Path:
+        """Ratings kept out of bronze by `ingest --holdout-fraction`, one folder per dataset."""
+        return self.home / "holdout"
+
+    @property
+    def stream_checkpoint(self) -> Path:
+        return self.checkpoint_dir / "rating-events"
+
+    @property
+    def stream_archive_dir(self) -> Path:
+        """Landed files go here once processed, so the landing folder does not grow."""
+        return self.home / "stream-archive"
+
+    @property
+    def stream_log(self) -> Path:
+        return self.logs_dir / "stream.log"
 
     @property
     def server_log(self) -> Path:
@@ -100,6 +135,9 @@ class Settings:
             "LAKEHOUSE_TABLE_FORMAT": self.table_format,
             "LAKEHOUSE_MLFLOW_DIR": str(self.mlflow_dir),
             "LAKEHOUSE_MLFLOW_PORT": str(self.mlflow_port),
+            "LAKEHOUSE_STREAM_DIR": str(self.stream_dir),
+            "LAKEHOUSE_STREAM_TRIGGER_SECONDS": f"{self.stream_trigger_seconds:g}",
+            "LAKEHOUSE_STREAM_MAX_FILES": str(self.stream_max_files_per_trigger),
         }
         if self.mlflow_tracking_uri:
             env["LAKEHOUSE_MLFLOW_TRACKING_URI"] = self.mlflow_tracking_uri
@@ -129,4 +167,7 @@ def load_settings() -> Settings:
         mlflow_dir=Path(os.environ.get("LAKEHOUSE_MLFLOW_DIR", "mlflow")).expanduser().resolve(),
         mlflow_tracking_uri=os.environ.get("LAKEHOUSE_MLFLOW_TRACKING_URI", "").strip(),
         mlflow_port=_int_env("LAKEHOUSE_MLFLOW_PORT", 5000),
+        stream_dir=Path(os.environ.get("LAKEHOUSE_STREAM_DIR", "stream/ratings")).expanduser().resolve(),
+        stream_trigger_seconds=_float_env("LAKEHOUSE_STREAM_TRIGGER_SECONDS", 5.0),
+        stream_max_files_per_trigger=_int_env("LAKEHOUSE_STREAM_MAX_FILES", 100),
     )

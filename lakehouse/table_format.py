@@ -134,3 +134,50 @@ def drop_partition(spark: SparkSession, table: str, column: str, value: str) -> 
         spark.sql(f"delete from {table} where {column} = '{literal}'")
     else:
         spark.sql(f"alter table {table} drop if exists partition ({column} = '{literal}')")
+
+
+def write_partition_once(df: DataFrame, table: str, *, partition_value: str, writer_id: str, version: int) -> None:
+    """Write `df` (all of the `load_id` partition `partition_value`) into `table` so that writing it
+    again is a no-op.
+
+    Streaming batches use this: a batch run again after a crash must not add its rows twice.
+    Delta: an idempotent append (txnAppId/txnVersion, as Delta documents for foreachBatch).
+    Parquet: `INSERT OVERWRITE` of that one partition, so a second run replaces the first run's
+    rows, finished or not, with the same rows, and leaves every other partition alone.
+    """
+    spark = df.sparkSession
+    columns = [f.name for f in spark.table(table).schema.fields]
+    if current_format(spark) == "delta":
+        (df.select(*columns).write.format("delta").mode("append")
+         .option("txnAppId", writer_id).option("txnVersion", version).saveAsTable(table))
+        return
+    if df.isEmpty():
+        return  # a run that wrote nothing left nothing to replace
+    view = f"partition_once_{table.replace('.', '_')}"
+    df.select(*[c for c in columns if c != "load_id"]).createOrReplaceTempView(view)
+    literal = partition_value.replace("'", "''")
+    spark.sql(f"insert overwrite table {table} partition (load_id = '{literal}') select * from {view}")
+    spark.catalog.dropTempView(view)
+
+
+def replace_rows(df: DataFrame, table: str, key: str) -> None:
+    """Replace every row of `table` whose `key` appears in `df` by `df`'s rows, keep the others.
+
+    Delta: one atomic overwrite with `replaceWhere` on the keys. Parquet: the table is rewritten
+    whole (the kept rows are materialised first, as a table cannot be read while overwritten).
+    """
+    spark = df.sparkSession
+    keys = [row[0] for row in df.select(key).distinct().collect()]
+    if not keys:
+        return
+    columns = [f.name for f in spark.table(table).schema.fields]
+    ordered = df.select(*columns)
+    if current_format(spark) == "delta":
+        predicate = f"{key} in ({', '.join(str(int(k)) for k in keys)})"
+        ordered.write.format("delta").mode("overwrite").option("replaceWhere", predicate).saveAsTable(table)
+        return
+    from pyspark.sql import functions as F
+
+    spark.catalog.refreshTable(table)
+    kept = spark.table(table).where(~F.col(key).isin(keys)).localCheckpoint()
+    save_table(kept.unionByName(ordered), table, mode="overwrite")

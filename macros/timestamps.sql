@@ -12,3 +12,33 @@
 {% macro spark__epoch_seconds_to_timestamp(column) -%}
     timestamp_seconds({{ column }})
 {%- endmacro %}
+
+
+{#- Seconds from `start` to `end` (timestamps), with the fractional part: stream latencies are
+    often under a second. -#}
+{% macro seconds_between(start, end) -%}
+    {{ return(adapter.dispatch("seconds_between")(start, end)) }}
+{%- endmacro %}
+
+{% macro default__seconds_between(start, end) -%}
+    {{ raise_not_implemented("seconds_between") }}
+{%- endmacro %}
+
+{% macro spark__seconds_between(start, end) -%}
+    (unix_micros({{ end }}) - unix_micros({{ start }})) / 1e6
+{%- endmacro %}
+
+
+{#- An array of every minute from `start` to `end` (both minute-truncated timestamps, inclusive),
+    for a spine that gives empty minutes a row: explode it with `unnest`. -#}
+{% macro minute_sequence(start, end) -%}
+    {{ return(adapter.dispatch("minute_sequence")(start, end)) }}
+{%- endmacro %}
+
+{% macro default__minute_sequence(start, end) -%}
+    {{ raise_not_implemented("minute_sequence") }}
+{%- endmacro %}
+
+{% macro spark__minute_sequence(start, end) -%}
+    sequence({{ start }}, {{ end }}, interval 1 minute)
+{%- endmacro %}

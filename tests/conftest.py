@@ -32,6 +32,7 @@ def lakehouse_settings(tmp_path_factory):
         "DBT_TARGET_PATH": str(home / "dbt-target"),
         "LAKEHOUSE_MLFLOW_DIR": str(home / "mlflow"),
         "LAKEHOUSE_MLFLOW_PORT": str(free_port()),
+        "LAKEHOUSE_STREAM_DIR": str(home / "landing"),  # never the repository's stream/ratings
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -51,8 +52,10 @@ def lakehouse_server(lakehouse_settings):
     assert started, "the test server must be a fresh one"
     yield lakehouse_settings
     from lakehouse import mlflow_ui
+    from lakehouse.stream import job
 
-    mlflow_ui.down(lakehouse_settings)  # `make run`'s pipeline starts it
+    job.stop(lakehouse_settings)  # `make run`'s pipeline leaves the stream running
+    mlflow_ui.down(lakehouse_settings)  # and the UI
     server.down(lakehouse_settings)
 
 

@@ -77,6 +77,9 @@ INGEST_LOG_SCHEMA = T.StructType(
         T.StructField("rows_quarantined", T.LongType(), False),
         T.StructField("started_at", T.TimestampType(), False),
         T.StructField("finished_at", T.TimestampType(), False),
+        # Added with `ingest --holdout-fraction`: nullable, since older ledgers lack them (null = 0).
+        T.StructField("rows_held_out", T.LongType(), True),
+        T.StructField("holdout_fraction", T.DoubleType(), True),
         T.StructField("load_id", T.StringType(), False),
     ]
 )

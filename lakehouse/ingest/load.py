@@ -6,14 +6,21 @@ the bronze table and every rejected row to `bronze.quarantine`, then record the 
 `bronze.ingest_log`. That ledger row is the commit: each file has its own `load_id` partition, so a
 load that died before its ledger row is dropped whole on the next run, and a file whose checksum
 is already in the ledger is skipped.
+
+With a holdout fraction the latest ratings stay out of bronze and go to a file for the replay
+(lakehouse/ingest/holdout.py): per file, rows read = loaded + quarantined + held out.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -22,7 +29,9 @@ from pyspark.sql import types as T
 from lakehouse.ingest import bronze, validate
 from lakehouse.ingest.acquire import DatasetFiles
 from lakehouse.ingest.datasets import FileKind
+from lakehouse.ingest.holdout import check_fraction, find_cutoff, holdout_file, remove_holdout, write_holdout
 from lakehouse.ingest.parsers import Rejected, parse_file
+from lakehouse.stream import tables as stream_tables
 from lakehouse.table_format import drop_partition, save_table
 
 CHUNK_ROWS = 200_000
@@ -31,10 +40,15 @@ LOAD_ORDER: tuple[FileKind, ...] = ("movies", "users", "ratings")
 TARGETS = {"movies": bronze.MOVIES, "users": bronze.USERS, "ratings": bronze.RATINGS}
 KEYS = {"movies": "movie_id", "users": "user_id"}
 LINEAGE_ADDED_IN_SPARK = ("source_file", "ingested_at", "load_id")
+HELD_OUT_COLUMNS = ["user_id", "movie_id", "rating", "epoch_seconds"]
 
 
 class IngestError(RuntimeError):
     pass
+
+
+class HoldoutMismatch(IngestError):
+    """The same ratings file is in bronze under another holdout fraction."""
 
 
 @dataclass(frozen=True)
@@ -46,10 +60,11 @@ class FileReport:
     rows_quarantined: int
     seconds: float
     skipped_reason: str = ""  # set when the file was not loaded again
+    rows_held_out: int = 0  # kept out of bronze for the replay (`--holdout-fraction`)
 
     @property
     def conserved(self) -> bool:
-        return self.rows_read == self.rows_loaded + self.rows_quarantined
+        return self.rows_read == self.rows_loaded + self.rows_quarantined + self.rows_held_out
 
 
 @dataclass
@@ -59,6 +74,8 @@ class IngestReport:
     files: list[FileReport] = field(default_factory=list)
     recovered_loads: list[str] = field(default_factory=list)
     reasons: list[tuple[str, int]] = field(default_factory=list)  # quarantine reasons of this run
+    holdout_fraction: float = 0.0
+    holdout_file: Path | None = None  # where the held-out ratings are, when a fraction is in force
 
 
 def stage_schema(kind: FileKind) -> T.StructType:
@@ -74,10 +91,27 @@ def ensure_tables(spark: SparkSession) -> None:
         if not spark.catalog.tableExists(table):
             empty = spark.createDataFrame([], schema)
             save_table(empty, table, mode="append", partition_by=["load_id"])
+        else:
+            add_missing_columns(spark, table, schema)
+
+
+def add_missing_columns(spark: SparkSession, table: str, schema: T.StructType) -> list[str]:
+    """Bring a table made by an older version up to `schema` (new columns are nullable)."""
+    present = {name.lower() for name in spark.table(table).columns}
+    missing = [f for f in schema.fields if f.name.lower() not in present]
+    if not missing:
+        return []
+    required = [f.name for f in missing if not f.nullable]
+    if required:
+        raise IngestError(f"{table} lacks the columns {', '.join(required)}; run ingest with --replace")
+    columns = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in missing)
+    spark.sql(f"alter table {table} add columns ({columns})")
+    return [f.name for f in missing]
 
 
 def drop_bronze(spark: SparkSession) -> None:
-    for table in bronze.TABLE_SCHEMAS:
+    """Every bronze table, the stream's too: its ratings belong to the dataset being replaced."""
+    for table in (*bronze.TABLE_SCHEMAS, *stream_tables.TABLE_SCHEMAS):
         spark.sql(f"drop table if exists {table}")
 
 
@@ -91,7 +125,8 @@ def recover_unfinished_loads(spark: SparkSession) -> list[str]:
     dropped = []
     for table in (bronze.RATINGS, bronze.MOVIES, bronze.USERS, bronze.QUARANTINE):
         present = {r.load_id for r in spark.table(table).select("load_id").distinct().collect()}
-        for load_id in sorted(present - done):
+        # The stream's quarantine partitions have their own ledger (bronze.stream_batches).
+        for load_id in sorted(present - done - stream_tables.stream_load_ids(present)):
             drop_partition(spark, table, "load_id", load_id)
             dropped.append(f"{table}:{load_id}")
     return dropped
@@ -111,16 +146,28 @@ def check_single_dataset(spark: SparkSession, dataset: str) -> None:
         )
 
 
-def already_loaded(spark: SparkSession, target_table: str, sha256: str) -> str | None:
-    """The load that already brought these exact bytes into `target_table`, wherever they lay."""
+def already_loaded(spark: SparkSession, target_table: str, sha256: str) -> tuple[str, float] | None:
+    """The load that already brought these exact bytes into `target_table`, wherever they lay,
+    and the holdout fraction it was loaded with (ledgers older than the column say null: 0)."""
     rows = (
         committed(spark)
         .where((F.col("target_table") == target_table) & (F.col("file_sha256") == sha256))
-        .select("load_id")
+        .select("load_id", F.coalesce(F.col("holdout_fraction"), F.lit(0.0)).alias("fraction"))
         .limit(1)
         .collect()
     )
-    return rows[0].load_id if rows else None
+    return (rows[0].load_id, rows[0].fraction) if rows else None
+
+
+def check_same_holdout(previous: tuple[str, float], fraction: float, source_file: str, dataset: str) -> None:
+    """The same ratings under another fraction is another split of bronze: refuse, don't mix."""
+    load_id, earlier = previous
+    if not math.isclose(earlier, fraction, rel_tol=0.0, abs_tol=1e-12):
+        raise HoldoutMismatch(
+            f"{source_file} was loaded by {load_id} with --holdout-fraction {earlier:g}, not {fraction:g}; "
+            f"bronze holds the other split. Run `lakehouse ingest --dataset {dataset} "
+            f"--holdout-fraction {fraction:g} --replace` to reload it, or keep --holdout-fraction {earlier:g}."
+        )
 
 
 def to_arrow(rows: list[tuple], schema: T.StructType) -> pa.Table:
@@ -182,6 +229,8 @@ def load_file(
     load_id: str,
     now: datetime,
     on_rows: Callable[[int], None] | None = None,
+    holdout_fraction: float = 0.0,
+    holdout_path: Path | None = None,
 ) -> FileReport:
     """Load one file of the dataset; see the module docstring for the protocol."""
     started = time.monotonic()
@@ -197,11 +246,18 @@ def load_file(
     rejected_rows = 0
     good: list[tuple] = []
     rejects: list[Rejected] = []
+    holding_out = kind == "ratings" and holdout_fraction > 0
+    if holding_out and holdout_path is None:
+        raise ValueError("a holdout fraction needs a file for the held-out ratings")
+    seconds: list[np.ndarray] = []  # epoch seconds of the row-level-valid ratings, for the cutoff
 
     def flush() -> None:
         nonlocal good, rejects
         if good:
-            chunk = spark.createDataFrame(to_arrow(good, schema))
+            arrow = to_arrow(good, schema)
+            if holding_out:
+                seconds.append(arrow.column("epoch_seconds").to_numpy())
+            chunk = spark.createDataFrame(arrow)
             save_table(chunk, stage_table, mode="append")
         if rejects:
             frame = quarantine_frame(spark, rejects, source_file, target, load_id, now)
@@ -224,15 +280,25 @@ def load_file(
     if on_rows:
         on_rows(read)
 
+    held_out: pd.DataFrame | None = None
     if read - rejected_rows > 0:
         staged = spark.table(stage_table)
+        cutoff = None
+        if holding_out:
+            cutoff = find_cutoff(staged, np.concatenate(seconds), holdout_fraction)
+            seconds.clear()
         if kind == "ratings":
             validated = validate.validate_ratings(staged, spark.table(bronze.MOVIES))
         else:
             validated = validate.validate_keyed(staged, KEYS[kind])
-        # Computed once, written twice: accepted rows to the table, the rest to quarantine.
+        # Computed once, written twice (three times with a holdout): accepted rows to the table,
+        # the rest to quarantine.
         validated = validated.persist()
-        accepted = with_lineage(validated.where(F.col("reason").isNull()), kind, source_file, load_id, now)
+        valid = validated.where(F.col("reason").isNull())
+        if cutoff is not None:
+            held_out = valid.where(cutoff.held_out()).select(*HELD_OUT_COLUMNS).toPandas()
+            valid = valid.where(~cutoff.held_out())
+        accepted = with_lineage(valid, kind, source_file, load_id, now)
         save_table(accepted, target, mode="append", partition_by=["load_id"])
         if validated.where(F.col("reason").isNotNull()).count():
             quarantined = rejected_to_quarantine(validated, source_file, target, load_id, now)
@@ -240,12 +306,21 @@ def load_file(
         validated.unpersist()
     spark.sql(f"drop table if exists {stage_table}")
 
+    held_out_count = 0
+    if kind == "ratings" and holdout_path is not None:
+        if holding_out:  # even an empty split gets its file, so the replay finds what ingest did
+            rows = held_out if held_out is not None else pd.DataFrame(columns=HELD_OUT_COLUMNS)
+            held_out_count = write_holdout(rows, holdout_path)
+        else:
+            remove_holdout(holdout_path)  # left from an earlier split: no longer the bronze complement
+
     loaded = partition_count(spark, target, load_id)
     quarantined_count = partition_count(spark, bronze.QUARANTINE, load_id)
-    if read != loaded + quarantined_count:
+    if read != loaded + quarantined_count + held_out_count:
         raise IngestError(
-            f"{source_file}: {read} rows read but {loaded} loaded + {quarantined_count} quarantined; "
-            f"load {load_id} is left uncommitted and will be dropped on the next run"
+            f"{source_file}: {read} rows read but {loaded} loaded + {quarantined_count} quarantined "
+            f"+ {held_out_count} held out; load {load_id} is left uncommitted and will be dropped on "
+            "the next run"
         )
     ledger = spark.createDataFrame(
         [
@@ -259,13 +334,18 @@ def load_file(
                 quarantined_count,
                 now,
                 datetime.now(timezone.utc),
+                held_out_count,
+                holdout_fraction if kind == "ratings" else 0.0,
                 load_id,
             )
         ],
         bronze.INGEST_LOG_SCHEMA,
     )
     save_table(ledger, bronze.INGEST_LOG, mode="append", partition_by=["load_id"])
-    return FileReport(source_file, target, read, loaded, quarantined_count, time.monotonic() - started)
+    return FileReport(
+        source_file, target, read, loaded, quarantined_count, time.monotonic() - started,
+        rows_held_out=held_out_count,
+    )
 
 
 def ingest(
@@ -275,31 +355,51 @@ def ingest(
     replace: bool = False,
     now: datetime | None = None,
     on_file: Callable[[str], Callable[[int], None] | None] | None = None,
+    holdout_fraction: float = 0.0,
+    holdout_dir: Path | None = None,
 ) -> IngestReport:
-    """Load every file of `files` into bronze; files already loaded unchanged are skipped."""
+    """Load every file of `files` into bronze; files already loaded unchanged are skipped.
+
+    `holdout_fraction` > 0 keeps the latest ratings out of bronze and writes them to
+    `holdout_dir/<dataset>/ratings.csv`; loading ratings with fraction 0 removes a file left there.
+    """
+    check_fraction(holdout_fraction)
+    if holdout_fraction > 0 and holdout_dir is None:
+        raise ValueError("a holdout fraction needs a holdout folder (Settings.holdout_dir)")
     now = now or datetime.now(timezone.utc)
     dataset = files.dataset.name
-    report = IngestReport(dataset=dataset, origin=files.origin)
+    holdout_path = holdout_file(holdout_dir, dataset) if holdout_dir is not None else None
+    report = IngestReport(
+        dataset=dataset,
+        origin=files.origin,
+        holdout_fraction=holdout_fraction,
+        holdout_file=holdout_path if holdout_fraction > 0 else None,
+    )
     if replace:
         drop_bronze(spark)
     ensure_tables(spark)
+    stream_tables.ensure_tables(spark)  # dbt's stream sources exist before the first stream runs
     report.recovered_loads = recover_unfinished_loads(spark)
     check_single_dataset(spark, dataset)
 
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
-    for kind in LOAD_ORDER:
-        if files.dataset.file(kind) is None:
-            continue
+    kinds = [kind for kind in LOAD_ORDER if files.dataset.file(kind) is not None]
+    # Every file's earlier load first, so a refused holdout change loads nothing at all.
+    previous = {kind: already_loaded(spark, TARGETS[kind], files.sha256(kind)) for kind in kinds}
+    if previous.get("ratings"):
+        check_same_holdout(previous["ratings"], holdout_fraction, files.relative_name("ratings"), dataset)
+    for kind in kinds:
         source_file = files.relative_name(kind)
-        previous = already_loaded(spark, TARGETS[kind], files.sha256(kind))
-        if previous:
+        if previous[kind]:
             report.files.append(
-                FileReport(source_file, TARGETS[kind], 0, 0, 0, 0.0, f"unchanged since load {previous}")
+                FileReport(source_file, TARGETS[kind], 0, 0, 0, 0.0, f"unchanged since load {previous[kind][0]}")
             )
             continue
         load_id = f"{stamp}-{dataset}-{kind}"
         on_rows = on_file(source_file) if on_file else None
-        report.files.append(load_file(spark, files, kind, load_id, now, on_rows))
+        report.files.append(
+            load_file(spark, files, kind, load_id, now, on_rows, holdout_fraction, holdout_path)
+        )
 
     new_loads = [f"{stamp}-{dataset}-{kind}" for kind in LOAD_ORDER]
     report.reasons = [

@@ -2,7 +2,7 @@ with
 
 ratings as (
 
-    select * from {{ ref('stg_movielens__ratings') }}
+    select * from {{ ref('int_ratings_unioned_with_stream') }}
 
 ),
 

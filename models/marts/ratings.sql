@@ -2,7 +2,7 @@ with
 
 ratings as (
 
-    select * from {{ ref('stg_movielens__ratings') }}
+    select * from {{ ref('int_ratings_unioned_with_stream') }}
 
 ),
 
@@ -13,7 +13,8 @@ final as (
         movie_id,
         rating,
         rated_at,
-        cast(rated_at as date) as rated_on
+        cast(rated_at as date) as rated_on,
+        rating_source
 
     from ratings
 

@@ -15,6 +15,7 @@ def test_settings_round_trip_through_the_environment(monkeypatch, tmp_path):
         home=tmp_path, thrift_port=11000, connect_port=16000, master="local[2]",
         driver_memory="2g", table_format="parquet", delta_jars=tmp_path / "jars",
         mlflow_dir=tmp_path / "mlflow", mlflow_tracking_uri="http://127.0.0.1:5999",
+        stream_dir=tmp_path / "landing",
     )
     for key, value in original.as_env().items():
         monkeypatch.setenv(key, value)
@@ -29,6 +30,8 @@ def test_defaults_and_bad_values(monkeypatch):
     assert settings.home == Path(".lakehouse").resolve()
     assert settings.table_format == "auto"
     assert settings.tracking_uri == f"sqlite:///{Path('mlflow').resolve() / 'mlflow.db'}"
+    assert settings.stream_dir == Path("stream/ratings").resolve()
+    assert settings.holdout_dir == settings.home / "holdout"
     monkeypatch.setenv("LAKEHOUSE_TABLE_FORMAT", "iceberg")
     with pytest.raises(SystemExit, match="expected one of auto, delta, parquet"):
         load_settings()

@@ -1,0 +1,1 @@
+"""Streaming: new ratings from a landing folder into bronze exactly once, folded into the champion."""

@@ -1,0 +1,241 @@
+"""`lakehouse stream`: the Structured Streaming query from the landing folder into bronze.
+
+The query runs on the lakehouse server (over Spark Connect): the `text` file source reads each
+new file whole, at most `LAKEHOUSE_STREAM_MAX_FILES` per micro-batch, every
+`LAKEHOUSE_STREAM_TRIGGER_SECONDS`; processed files are moved to <data dir>/stream-archive;
+the checkpoint lives under <data dir>/checkpoints. Each batch goes through BatchSink
+(lakehouse/stream/sink.py), which makes it exactly once.
+
+This process only starts the query and watches it: in the foreground with a status line, or
+detached (`--detach`) with its output in <data dir>/logs/stream.log, stopped by `--stop`.
+Half-written files are never read: writers (`lakehouse replay`, the API) write a name starting
+with '.', which the file source ignores, and rename it when complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psutil
+
+from lakehouse.console import console
+from lakehouse.server import ServerError, _stop_group
+from lakehouse.settings import Settings
+from lakehouse.stream import tables
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+QUERY_NAME = "rating_events"
+
+
+class StreamError(RuntimeError):
+    pass
+
+
+def pid_file(settings: Settings) -> Path:
+    return settings.run_dir / "stream.pid"
+
+
+def status_file(settings: Settings) -> Path:
+    """JSON the running stream process rewrites every second: state, batches, totals."""
+    return settings.run_dir / "stream.json"
+
+
+def stream_id(settings: Settings) -> str:
+    """This checkpoint's identity; kept inside it, so a new checkpoint is a new stream and a new
+    stream's batch 0 is never mistaken for an old stream's (the ledger is keyed by it)."""
+    settings.stream_checkpoint.mkdir(parents=True, exist_ok=True)
+    marker = settings.stream_checkpoint / "lakehouse-stream-id"
+    if not marker.exists():
+        marker.write_text(uuid.uuid4().hex[:12] + "\n")
+    return marker.read_text().strip()
+
+
+def dataset_scale(spark: SparkSession):
+    """The rating scale of the dataset in bronze (streamed ratings must be on it)."""
+    from lakehouse.ingest import bronze
+    from lakehouse.ingest.datasets import get_dataset
+
+    if not spark.catalog.tableExists(bronze.INGEST_LOG):
+        raise StreamError("Nothing has been ingested yet: run `lakehouse ingest` (or `make run`) before streaming.")
+    names = [r.dataset for r in spark.table(bronze.INGEST_LOG).select("dataset").distinct().collect()]
+    if len(names) != 1:
+        raise StreamError(f"bronze holds {len(names)} datasets ({names}); the stream needs exactly one")
+    return get_dataset(names[0]).scale
+
+
+def start_query(spark: SparkSession, settings: Settings, *, refresh_recommendations: bool = True) -> StreamingQuery:
+    from pyspark.sql import functions as F
+
+    from lakehouse.stream.sink import BatchSink
+
+    tables.ensure_tables(spark)
+    for folder in (settings.stream_dir, settings.stream_archive_dir, settings.logs_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    sink = BatchSink(stream_id(settings), dataset_scale(spark), str(settings.stream_log), refresh_recommendations)
+    source = (
+        spark.readStream.format("text")
+        .option("maxFilesPerTrigger", settings.stream_max_files_per_trigger)
+        .option("cleanSource", "archive")
+        .option("sourceArchiveDir", str(settings.stream_archive_dir))
+        .load(str(settings.stream_dir))
+        .select("value", F.col("_metadata"))
+    )
+    return (
+        source.writeStream.queryName(QUERY_NAME)
+        .foreachBatch(sink)
+        .option("checkpointLocation", str(settings.stream_checkpoint))
+        .trigger(processingTime=f"{settings.stream_trigger_seconds:g} seconds")
+        .start()
+    )
+
+
+@dataclass
+class Totals:
+    batches: int = 0
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    users_refreshed: int = 0
+    last_batch: int | None = None
+    last_latency_max: float | None = None
+
+
+def totals(spark: SparkSession, settings: Settings) -> Totals:
+    """What this stream (this checkpoint) has committed so far, from its ledger."""
+    from pyspark.sql import functions as F
+
+    spark.catalog.refreshTable(tables.STREAM_BATCHES)
+    batches = spark.table(tables.STREAM_BATCHES).where(F.col("query_id") == stream_id(settings))
+    row = batches.agg(
+        F.count(F.lit(1)).alias("batches"), F.sum("rows_read").alias("read"), F.sum("rows_accepted").alias("accepted"),
+        F.sum("rows_quarantined").alias("quarantined"), F.sum("users_refreshed").alias("users"),
+        F.max("batch_id").alias("last"), F.max_by("latency_max_seconds", "batch_id").alias("latency"),
+    ).first()
+    return Totals(row.batches, int(row.read or 0), int(row.accepted or 0), int(row.quarantined or 0),
+                  int(row.users or 0), row.last, row.latency)
+
+
+def run_foreground(settings: Settings, *, refresh_recommendations: bool = True, duration: float | None = None) -> int:
+    """Run the stream until SIGINT/SIGTERM (or `duration` seconds), showing its progress."""
+    from lakehouse.session import connect
+
+    spark = connect(settings)
+    query = start_query(spark, settings, refresh_recommendations=refresh_recommendations)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    console.print(f"Streaming {settings.stream_dir} -> {tables.RATING_EVENTS} every {settings.stream_trigger_seconds:g}s "
+                  f"(checkpoint {settings.stream_checkpoint}; log {settings.stream_log}). Ctrl-C stops.")
+    started, last_line = time.monotonic(), ""
+    try:
+        with console.status("starting…") as live:
+            while not stop.is_set() and (duration is None or time.monotonic() - started < duration):
+                if query.exception() is not None:
+                    raise StreamError(f"the stream failed: {query.exception()}")
+                if not query.isActive:
+                    raise StreamError("the stream stopped (stopped elsewhere, or the server went away)")
+                done = totals(spark, settings)
+                line = (f"batches {done.batches} · ratings {done.rows_accepted:,} accepted, {done.rows_quarantined:,} "
+                        f"quarantined · users refreshed {done.users_refreshed:,}"
+                        + (f" · last landing→bronze {done.last_latency_max:.1f}s" if done.last_latency_max is not None else ""))
+                live.update(line)
+                if line != last_line and not console.is_terminal:
+                    console.print(line)  # detached: the log gets a line per change
+                last_line = line
+                _write_status(settings, "running", query, done)
+                stop.wait(2.0)  # each look is a query on the server: keep it light
+    finally:
+        try:
+            query.stop()
+        except Exception:  # noqa: BLE001 - the server may be gone; nothing left to stop then
+            pass
+        status_file(settings).unlink(missing_ok=True)
+    console.print(f"Stream stopped. {last_line}")
+    return 0
+
+
+def _write_status(settings: Settings, state: str, query: StreamingQuery, done: Totals) -> None:
+    progress = query.lastProgress or {}
+    status = {"state": state, "pid": os.getpid(), "query_id": str(query.id), "stream_id": stream_id(settings),
+              "landing": str(settings.stream_dir), "trigger_seconds": settings.stream_trigger_seconds,
+              "last_progress_batch": progress.get("batchId"), **done.__dict__, "updated": time.time()}
+    tmp = status_file(settings).with_suffix(".tmp")
+    tmp.write_text(json.dumps(status, default=str))
+    tmp.replace(status_file(settings))
+
+
+def running_pid(settings: Settings) -> int | None:
+    try:
+        pid = int(pid_file(settings).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        process = psutil.Process(pid)
+        if process.status() != psutil.STATUS_ZOMBIE and "stream" in process.cmdline():
+            return pid
+    except psutil.Error:
+        pass
+    pid_file(settings).unlink(missing_ok=True)
+    return None
+
+
+def detach(settings: Settings, *, refresh_recommendations: bool = True, timeout: float = 120.0) -> int:
+    """Start the stream in a background process; returns its pid once the query runs."""
+    if (pid := running_pid(settings)) is not None:
+        raise StreamError(f"The stream already runs (pid {pid}); `lakehouse stream --stop` stops it.")
+    for folder in (settings.logs_dir, settings.run_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    status_file(settings).unlink(missing_ok=True)
+    command = [sys.executable, "-m", "lakehouse.cli", "stream"] + ([] if refresh_recommendations else ["--no-fold-in"])
+    with open(settings.stream_log, "ab") as log:
+        proc = subprocess.Popen(  # noqa: S603 - our own CLI
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **settings.as_env()}, start_new_session=True,
+        )
+    pid_file(settings).write_text(f"{proc.pid}\n")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if status_file(settings).exists():
+            return proc.pid
+        if proc.poll() is not None:
+            pid_file(settings).unlink(missing_ok=True)
+            raise StreamError(f"The stream exited during start-up; see {settings.stream_log}")
+        time.sleep(0.5)
+    stop(settings)
+    raise StreamError(f"The stream did not start within {timeout:.0f}s; see {settings.stream_log}")
+
+
+def stop(settings: Settings, grace: float = 60.0) -> bool:
+    """Stop the detached stream (SIGTERM: it stops its query cleanly); False if none ran."""
+    pid = running_pid(settings)
+    if pid is None:
+        return False
+    try:
+        _stop_group(pid, grace=grace)
+    except ServerError:
+        pass
+    pid_file(settings).unlink(missing_ok=True)
+    status_file(settings).unlink(missing_ok=True)
+    return True
+
+
+def read_status(settings: Settings) -> dict | None:
+    if running_pid(settings) is None:
+        return None
+    try:
+        return json.loads(status_file(settings).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {"state": "starting"}

@@ -1,0 +1,206 @@
+"""dbt with the stream: streamed ratings reach gold, and the live marts follow the stream's tables.
+
+Synthetic micro-batches are written straight into the stream's bronze tables (schemas from
+lakehouse/stream/tables.py), as the streaming job would, so this tests the dbt side alone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from pyspark.sql import functions as F
+
+from lakehouse.dbt_runner import ML_NODES, run_dbt
+from lakehouse.ingest import bronze
+from lakehouse.stream import tables as stream_tables
+from lakehouse.table_format import drop_partition, save_table
+from tests.integration.conftest import count, ingest
+
+QUERY_ID = "test-query"
+
+
+def load_id(batch_id: int) -> str:
+    return f"stream-{QUERY_ID}-{batch_id}"
+
+
+def gold(spark, name: str):
+    spark.catalog.refreshTable(f"gold.{name}")  # dbt rewrote it from another session
+    return spark.table(f"gold.{name}")
+
+
+@dataclass(frozen=True)
+class Planted:
+    """What the synthetic stream holds, for the assertions."""
+
+    rerated: tuple[int, int, float]  # a batch pair re-rated in the stream, later: the new rating
+    replayed: tuple[int, int, float]  # a batch pair streamed with an older rating: the batch rating
+    uncommitted: tuple[int, int, float]  # a batch pair re-rated by a batch without a ledger row
+    new_user: int  # a user known only from the stream
+    new_pairs: int  # (user, movie) pairs the batch load does not have
+    committed_events: int
+    last_hour_events: int
+    quarantined: int
+    batches: dict[str, tuple[int, int, int]]  # load_id -> (rows_read, rows_accepted, rows_quarantined)
+
+
+def reset_stream_tables(spark) -> None:
+    """Empty stream tables and no stream rows in the quarantine (`ingest --replace` keeps them)."""
+    for table in stream_tables.TABLE_SCHEMAS:
+        spark.sql(f"drop table if exists {table}")
+    stream_tables.ensure_tables(spark)
+    for batch_id in range(3):
+        drop_partition(spark, bronze.QUARANTINE, "load_id", load_id(batch_id))
+
+
+def write_stream(spark) -> Planted:
+    """Three micro-batches: one two hours ago, one a minute ago (a re-rating of a batch-loaded pair
+    among its ratings, a quarantined line), and one still running (no ledger row)."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    batch_rows = (
+        spark.table(bronze.RATINGS)
+        .select("user_id", "movie_id", "rating", "epoch_seconds")
+        .orderBy("user_id", "movie_id")
+        .limit(3)
+        .collect()
+    )
+    a, b, c = batch_rows
+    user = a.user_id
+    rated_by_user = {r.movie_id for r in spark.table(bronze.RATINGS).where(F.col("user_id") == user).collect()}
+    movie_ids = sorted(r.movie_id for r in spark.table(bronze.MOVIES).select("movie_id").distinct().collect())
+    unrated = next(m for m in movie_ids if m not in rated_by_user)
+    new_user = spark.table(bronze.RATINGS).agg(F.max("user_id")).first()[0] + 1
+    m1, m3 = movie_ids[0], movie_ids[2]
+
+    def other(rating: float) -> float:
+        return 5.0 if rating != 5.0 else 1.0
+
+    def event(user_id, movie_id, rating, rated_at, source_file, line, batch_id, ingested_at, landed_at):
+        return (user_id, movie_id, float(rating), int(rated_at.timestamp()), rated_at, source_file,
+                line, landed_at, batch_id, ingested_at, load_id(batch_id))
+
+    def at(epoch_seconds: int) -> datetime:
+        return datetime.fromtimestamp(epoch_seconds, timezone.utc)
+
+    t0, t1, t2 = now - timedelta(hours=2), now - timedelta(minutes=1), now - timedelta(seconds=20)
+    events = [
+        # batch 0, two hours ago: in the last day, not in the last hour
+        event(new_user, m3, 4.0, t0 - timedelta(minutes=5), "f0.csv", 1, 0, t0, t0 - timedelta(seconds=3)),
+        # batch 1, a minute ago
+        event(a.user_id, a.movie_id, other(a.rating), now - timedelta(minutes=2), "f1.csv", 1, 1, t1, t1 - timedelta(seconds=2)),
+        event(b.user_id, b.movie_id, other(b.rating), at(b.epoch_seconds) - timedelta(days=1), "f1.csv", 2, 1, t1, t1 - timedelta(seconds=2)),
+        event(new_user, m1, 3.0, now - timedelta(minutes=4), "f1.csv", 3, 1, t1, t1 - timedelta(seconds=2)),
+        event(user, unrated, 2.0, now - timedelta(minutes=3), "f1.csv", 4, 1, t1, t1 - timedelta(seconds=2)),
+        event(new_user, m1, 4.0, now - timedelta(minutes=2), "f2.jsonl", 1, 1, t1, t1 - timedelta(seconds=1)),
+        # batch 2, not committed: none of it may show
+        event(c.user_id, c.movie_id, other(c.rating), now - timedelta(seconds=30), "f3.csv", 1, 2, t2, t2),
+    ]
+    files = [
+        ("f0.csv", "csv", t0 - timedelta(seconds=3), 20, 1, 1, 0, 0, load_id(0)),
+        ("f1.csv", "csv+header", t1 - timedelta(seconds=2), 120, 4, 4, 0, 1, load_id(1)),
+        ("f2.jsonl", "jsonl", t1 - timedelta(seconds=1), 90, 2, 1, 1, 1, load_id(1)),
+    ]
+    batches = [
+        (QUERY_ID, 0, 1, 1, 1, 0, t0 - timedelta(seconds=2), t0, t0 + timedelta(seconds=1),
+         3.0, 1 / 3.0, 3.0, 3.0, 1, 1.0, load_id(0)),
+        (QUERY_ID, 1, 2, 6, 5, 1, t1 - timedelta(seconds=1), t1, t1 + timedelta(seconds=2),
+         3.0, 2.0, 2.5, 3.0, 3, 2.0, load_id(1)),
+    ]
+    quarantine = [("f2.jsonl", 2, '{"user_id": "x"}', "non-numeric id", stream_tables.RATING_EVENTS, t1, load_id(1))]
+
+    save_table(spark.createDataFrame(events, stream_tables.RATING_EVENTS_SCHEMA), stream_tables.RATING_EVENTS,
+               mode="append", partition_by=["load_id"])
+    save_table(spark.createDataFrame(files, stream_tables.STREAM_FILES_SCHEMA), stream_tables.STREAM_FILES,
+               mode="append", partition_by=["load_id"])
+    save_table(spark.createDataFrame(quarantine, bronze.QUARANTINE_SCHEMA), bronze.QUARANTINE,
+               mode="append", partition_by=["load_id"])
+    # The ledger last, as the stream commits.
+    save_table(spark.createDataFrame(batches, stream_tables.STREAM_BATCHES_SCHEMA), stream_tables.STREAM_BATCHES,
+               mode="append", partition_by=["load_id"])
+    return Planted(
+        rerated=(a.user_id, a.movie_id, other(a.rating)),
+        replayed=(b.user_id, b.movie_id, b.rating),
+        uncommitted=(c.user_id, c.movie_id, c.rating),
+        new_user=new_user,
+        new_pairs=3,  # (new_user, m3), (new_user, m1) rated twice, (user, unrated)
+        committed_events=6,
+        last_hour_events=5,
+        quarantined=1,
+        batches={load_id(0): (1, 1, 0), load_id(1): (6, 5, 1)},
+    )
+
+
+@pytest.fixture(scope="module")
+def streamed(spark, lakehouse_server, synthetic_100k_layout):
+    ingest(spark, lakehouse_server, "ml-100k", synthetic_100k_layout, replace=True)
+    reset_stream_tables(spark)
+    planted = write_stream(spark)
+    yield planted
+    # The tests after this module expect bronze without a stream.
+    reset_stream_tables(spark)
+
+
+def rating_of(spark, user_id: int, movie_id: int):
+    return gold(spark, "ratings").where((F.col("user_id") == user_id) & (F.col("movie_id") == movie_id)).first()
+
+
+def test_dbt_build_with_stream(spark, lakehouse_server, streamed: Planted):
+    outcome = run_dbt(lakehouse_server, "build", "--exclude", ML_NODES)
+    assert outcome.ok, outcome.failures
+
+    # gold.ratings: batch and stream together, the latest rating of each pair winning.
+    n_batch_pairs = spark.table(bronze.RATINGS).select("user_id", "movie_id").distinct().count()
+    n_ratings = count(spark, "gold.ratings")
+    assert n_ratings == n_batch_pairs + streamed.new_pairs
+    user_id, movie_id, rating = streamed.rerated
+    row = rating_of(spark, user_id, movie_id)
+    assert (row.rating, row.rating_source) == (rating, "stream")
+    user_id, movie_id, rating = streamed.replayed
+    row = rating_of(spark, user_id, movie_id)
+    assert (row.rating, row.rating_source) == (rating, "batch")
+    user_id, movie_id, rating = streamed.uncommitted
+    assert rating_of(spark, user_id, movie_id).rating == rating  # its batch has no ledger row
+    sources = {r.rating_source: r["count"] for r in gold(spark, "ratings").groupBy("rating_source").count().collect()}
+    assert sources == {"batch": n_batch_pairs - 1, "stream": streamed.new_pairs + 1}
+
+    # Every aggregate derived from ratings includes the stream.
+    assert gold(spark, "movies").agg(F.sum("rating_count")).first()[0] == n_ratings
+    assert gold(spark, "rating_distribution").agg(F.sum("rating_count")).first()[0] == n_ratings
+    assert gold(spark, "users").where(F.col("user_id") == streamed.new_user).first().rating_count == 2
+    day_volume = gold(spark, "rating_volume_over_time").where("grain = 'day'").agg(F.sum("rating_count")).first()[0]
+    assert day_volume == n_ratings
+
+    # Per-minute counts add up to the committed streamed ratings; quiet minutes are 0.
+    per_minute = gold(spark, "streamed_ratings_per_minute")
+    assert per_minute.agg(F.sum("rating_count")).first()[0] == streamed.committed_events
+    assert per_minute.count() >= 120  # the two batches are two hours apart, every minute between has a row
+
+    # Cumulative volume: the batch load and the stream.
+    last = gold(spark, "cumulative_rating_volume").orderBy(F.col("minute_start").desc()).first()
+    assert last.cumulative_stream_rating_count == streamed.committed_events
+    assert last.cumulative_batch_rating_count == count(spark, bronze.RATINGS)
+    assert last.cumulative_rating_count == count(spark, bronze.RATINGS) + streamed.committed_events
+
+    # The latest streamed ratings, newest first, with titles; nothing from the uncommitted batch.
+    latest = gold(spark, "latest_streamed_ratings").orderBy("recency_rank").collect()
+    assert [r.recency_rank for r in latest] == list(range(1, streamed.committed_events + 1))
+    assert all(r.title for r in latest)
+    assert latest[-1].user_id == streamed.new_user and latest[-1].batch_id == 0
+    assert {r.batch_id for r in latest} == {0, 1}
+
+    # Top movies of the last hour and of the last day (every streamed movie fits in the top 10).
+    top = {r.period: r for r in gold(spark, "top_streamed_movies").groupBy("period").agg(
+        F.sum("rating_count").alias("n"), F.count(F.lit(1)).alias("movies"), F.min("title").alias("title")
+    ).collect()}
+    assert top["last_hour"].n == streamed.last_hour_events
+    assert top["last_day"].n == streamed.committed_events
+    assert top["last_hour"].title and top["last_day"].title
+
+    # Stream health: one row per committed batch, its counts and the quarantine agreeing.
+    health = {r.load_id: r for r in gold(spark, "stream_health").collect()}
+    assert set(health) == set(streamed.batches)
+    for batch_load_id, (rows_read, rows_accepted, rows_quarantined) in streamed.batches.items():
+        row = health[batch_load_id]
+        assert (row.rows_read, row.rows_accepted, row.rows_quarantined) == (rows_read, rows_accepted, rows_quarantined)
+        assert row.quarantine_rows == rows_quarantined
+        assert row.refresh_latency_max_seconds > 0 and row.committed_minute is not None
