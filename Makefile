@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 
 export LAKEHOUSE_HOME LAKEHOUSE_MLFLOW_DIR MOVIELENS_SOURCE
 
-.PHONY: help setup check-java run up down status ingest dbt-build train similarity mlflow test test-unit bench bench-ml lock clean
+.PHONY: help setup check-java run up down status ingest dbt-build train similarity mlflow test test-unit bench bench-ml bench-stream lock clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -81,6 +81,9 @@ bench: setup ## time each pipeline stage on ml-100k and synthetic 1M ratings (wr
 bench-ml: setup ## recommender quality on ml-100k's folds vs scikit-surprise and the seeds' method
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	$(BIN)/python bench/ml_quality.py
+
+bench-stream: setup ## streaming latency (landing -> bronze over Thrift, -> recommendations) and sustained ingest
+	$(BIN)/python bench/streaming.py
 
 lock: ## re-resolve requirements.lock from pyproject.toml's pins
 	rm -rf /tmp/lakehouse-lock && $(PYTHON) -m venv /tmp/lakehouse-lock

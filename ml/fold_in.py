@@ -77,13 +77,14 @@ class ColdStart:
     first_ratings: int = 3  # how many of the user's first ratings define their genres
 
     def top_n(self, rated_in_order: list[int], seen: set[int], n: int) -> list[tuple[int, float]]:
-        """Score: the number of the user's first genres a movie has, then its popularity (0..1)."""
+        """Score: how many of the user's first movies share each of a movie's genres (a genre all
+        of them have counts most), then the movie's popularity (0..1) to break ties."""
         index = {int(m): i for i, m in enumerate(self.movie_ids)}
-        wanted: set[str] = set()
+        weight: dict[str, int] = {}
         for movie_id in rated_in_order[: self.first_ratings]:
-            if int(movie_id) in index:
-                wanted |= self.genres[index[int(movie_id)]]
-        overlap = np.array([len(g & wanted) for g in self.genres], dtype=np.float64)
+            for genre in self.genres[index[int(movie_id)]] if int(movie_id) in index else ():
+                weight[genre] = weight.get(genre, 0) + 1
+        overlap = np.array([sum(weight.get(g, 0) for g in genres) for genres in self.genres], dtype=np.float64)
         popularity = self.rating_counts / max(float(self.rating_counts.max(initial=0)), 1.0)
         return _best(self.movie_ids, overlap + popularity, seen, n)
 

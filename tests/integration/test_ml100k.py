@@ -53,12 +53,14 @@ def test_make_run_pipeline_on_ml_100k(spark, lakehouse_server, shared_ml_100k, c
                   "user_similarity", "user_similarity_matrix", "user_communities", "community_summary"):
         assert count(spark, f"ml.{table}") > 0, table
     recommended_users = spark.table("ml.recommendations").select("user_id").distinct().count()
-    assert count(spark, "ml.recommendations") == recommended_users * 10 and recommended_users >= 900
+    # Users whose every rating is in the held-out latest 10% were not trained on: no list yet.
+    assert count(spark, "ml.recommendations") == recommended_users * 10 and recommended_users > 800
     with urllib.request.urlopen(mlflow_ui.url(lakehouse_server) + "/health", timeout=10) as response:
         assert response.status == 200
 
 
 def genre_share(spark, user_id: int, genre: str) -> float:
+    """The share of `genre` in the user's served top 10."""
     from pyspark.sql import functions as F
 
     spark.catalog.refreshTable("ml.recommendations")
@@ -77,22 +79,47 @@ def wait_until_committed(spark, settings, name: str, timeout: float = 180.0) -> 
         time.sleep(1.0)
 
 
+def genre_lift(spark, user_id: int, genre: str) -> float:
+    """How much higher the champion scores the user's unseen movies of `genre` than their unseen
+    movies overall (in standard deviations), from the user's ratings as the stream sees them."""
+    import numpy as np
+
+    from ml.refresh import load_state, users_ratings
+
+    state = load_state(spark)
+    rated = users_ratings(spark, [user_id])[user_id]
+    vector = state.model.user_vector(np.array([m for m, _ in rated]), np.array([r for _, r in rated]))
+    scores = state.model.factors @ vector
+    genres = {r.movie_id: set(r.genres or ()) for r in spark.table("gold.movies").select("movie_id", "genres").collect()}
+    seen = {m for m, _ in rated}
+    unseen = np.array([int(m) not in seen for m in state.model.movie_ids])
+    in_genre = np.array([genre in genres.get(int(m), set()) for m in state.model.movie_ids])
+    return float((scores[unseen & in_genre].mean() - scores[unseen].mean()) / scores[unseen].std())
+
+
 def test_rating_one_genre_moves_recommendations_toward_it(spark, lakehouse_server, shared_ml_100k):
     """The stream `make run` left running folds new ratings in: a user who rates ten horror movies
-    sees more horror recommended."""
+    has their list rewritten, and the champion now ranks horror higher for them."""
     from pyspark.sql import functions as F
 
     from lakehouse.stream.replay import Rating, replay
 
-    user = 1
+    # A light user (20-30 ratings), so that ten new ratings are a real share of their history.
+    recommended = spark.table("ml.recommendations").select("user_id").distinct()
+    user = (spark.table("gold.ratings").join(recommended, "user_id").groupBy("user_id").count()
+            .where("count between 20 and 30").orderBy("count", "user_id").first().user_id)
     seen = {r.movie_id for r in spark.table("gold.ratings").where(F.col("user_id") == user).select("movie_id").collect()}
     horror = [r.movie_id for r in spark.table("gold.movies").where(F.array_contains("genres", "Horror"))
               .orderBy(F.desc("rating_count")).collect() if r.movie_id not in seen][:10]
-    before = genre_share(spark, user, "Horror")
+    before = genre_lift(spark, user, "Horror")
     report = replay(lakehouse_server, source=[Rating(user, m, 5.0, 0) for m in horror], burst=True)
     wait_until_committed(spark, lakehouse_server, report.files[0].name)
-    after = genre_share(spark, user, "Horror")
-    assert after > before, (before, after)
+    after = genre_lift(spark, user, "Horror")
+    assert after > before + 0.3, (before, after)
+    spark.catalog.refreshTable("ml.recommendations")
+    rows = spark.table("ml.recommendations").where(F.col("user_id") == user).collect()
+    assert len(rows) == 10 and not {r.movie_id for r in rows} & set(horror)  # rewritten, rated ones excluded
+    assert min(r.updated_at for r in rows) > max(r.generated_at for r in rows)
 
 
 def test_a_brand_new_user_gets_a_cold_start_list_in_their_genres(spark, lakehouse_server, shared_ml_100k):

@@ -55,3 +55,14 @@ def test_cold_start_prefers_the_genres_of_the_first_ratings_then_popularity():
     picked = [m for m, _ in cold.top_n(rated_in_order=[2], seen={2}, n=4)]
     assert picked[:2] == [3, 5]  # the other Horror movies first, most-rated first
     assert picked[2:] == [1, 4]  # then the most popular of the rest
+
+
+def test_cold_start_weighs_a_genre_by_how_many_first_movies_share_it():
+    cold = ColdStart(
+        movie_ids=np.array([1, 2, 3, 4]),
+        rating_counts=np.array([10.0, 10.0, 500.0, 1.0]),
+        genres=[frozenset({"Western", "Drama"}), frozenset({"Western", "Comedy"}), frozenset({"Drama"}),
+                frozenset({"Western"})],
+    )
+    # Two Westerns rated: another Western beats a far more popular drama.
+    assert cold.top_n(rated_in_order=[1, 2], seen={1, 2}, n=1)[0][0] == 4
