@@ -7,6 +7,8 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+# Superset has its own virtualenv: its pandas pins conflict with pyspark's.
+SUPERSET_VENV := .venv-superset
 LAKEHOUSE_HOME ?= $(CURDIR)/.lakehouse
 LAKEHOUSE_MLFLOW_DIR ?= $(CURDIR)/mlflow
 DATASET ?= ml-100k
@@ -16,7 +18,8 @@ PYTEST_ARGS ?=
 
 export LAKEHOUSE_HOME LAKEHOUSE_MLFLOW_DIR MOVIELENS_SOURCE
 
-.PHONY: help setup check-java run up down status ingest dbt-build train similarity mlflow test test-unit bench bench-ml bench-stream lock clean
+.PHONY: help setup check-java run up down status ingest dbt-build train similarity mlflow test test-unit bench bench-ml bench-stream lock clean \
+	superset-setup superset superset-import superset-check superset-lock check-chromium
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -67,7 +70,37 @@ similarity: setup ## user-similarity graph, heatmap matrix and communities into 
 mlflow: setup ## serve the MLflow UI on 127.0.0.1:5000 (stopped by `make down`)
 	$(BIN)/lakehouse mlflow up
 
-test: setup ## run the test suite (starts its own server on free ports; never touches yours)
+# Superset's venv is rebuilt only when its lock or the plugin's metadata change.
+$(SUPERSET_VENV)/.installed: superset/requirements.lock superset/plugin/pyproject.toml | $(VENV)/.installed
+	$(BIN)/lakehouse superset install
+	@touch $@
+
+superset-setup: setup $(SUPERSET_VENV)/.installed ## install Superset into .venv-superset (pinned; idempotent)
+
+superset: superset-setup ## Superset on 127.0.0.1:8088 with the dashboards imported (stopped by `make down`)
+	$(BIN)/lakehouse superset up
+
+superset-import: superset-setup ## re-import the dashboards from superset/dashboards.yml (idempotent)
+	$(BIN)/lakehouse superset import
+
+superset-check: superset-setup check-chromium ## open every dashboard in headless Chromium; screenshots in test-artifacts/superset
+	$(BIN)/lakehouse superset check
+
+# Headless Chromium for the dashboard tests: Debian's package (Playwright's browser download
+# cannot be had here). Installed with apt when missing and we may; otherwise the test says why it skips.
+check-chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  elif sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing and cannot be installed here: the browser test will skip (sudo apt-get install chromium)"; fi; }
+
+superset-lock: ## re-resolve superset/requirements.lock from superset/requirements.in
+	rm -rf /tmp/superset-lock && $(PYTHON) -m venv /tmp/superset-lock
+	/tmp/superset-lock/bin/pip install --quiet --disable-pip-version-check -r superset/requirements.in
+	{ echo "# The whole tree of superset/requirements.in, resolved on Python 3.11 (make superset-lock)."; \
+	  /tmp/superset-lock/bin/pip freeze --all --exclude pip; } > superset/requirements.lock
+
+test: setup superset-setup check-chromium ## run the test suite (starts its own server on free ports; never touches yours)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: setup ## unit tests only (no Spark)

@@ -57,6 +57,10 @@ def cmd_down(args: argparse.Namespace) -> int:
         console.print("The stream stopped.")
     if mlflow_ui.down(settings):
         console.print("The MLflow UI stopped.")
+    from lakehouse.superset import service as superset
+
+    if superset.down(settings):
+        console.print("Superset stopped.")
     if server.down(settings):
         console.print("The lakehouse server stopped.")
     else:
@@ -79,6 +83,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     ui = f"{mlflow_ui.url(settings)}" if mlflow_ui.running_pid(settings) else "not running (`make mlflow`)"
     console.print(f"MLflow UI: {ui}; tracking store {settings.tracking_uri}")
+    from lakehouse.superset import service as superset
+
+    console.print(superset.status_line(settings))
     from lakehouse.stream import job
 
     stream = job.read_status(settings)
@@ -206,6 +213,12 @@ def cmd_mlflow(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_superset(args: argparse.Namespace) -> int:
+    from lakehouse.superset import cli as superset_cli
+
+    return superset_cli.run(_settings(args), args)
+
+
 def _source_path(value: str) -> Path | None:
     return Path(value).expanduser().resolve() if value else None
 
@@ -330,6 +343,19 @@ def build_parser() -> argparse.ArgumentParser:
     mlflow = sub.add_parser("mlflow", help="serve the MLflow UI on 127.0.0.1:5000 (LAKEHOUSE_MLFLOW_PORT)")
     mlflow.add_argument("action", choices=("up", "down"))
     mlflow.set_defaults(func=cmd_mlflow)
+
+    from lakehouse.superset.cli import add_arguments as add_superset_arguments
+
+    superset = sub.add_parser(
+        "superset",
+        help="Superset on 127.0.0.1:8088 (LAKEHOUSE_SUPERSET_PORT): up, down, import the dashboards, check them",
+        description="Superset, in its own virtualenv (.venv-superset, installed on first use), with its metadata "
+        "under the data directory and its secrets in .env. `up` starts it and imports the dashboards of "
+        "superset/dashboards.yml; `import` re-imports them (idempotent: objects are matched by uuid); "
+        "`check` opens every dashboard in headless Chromium and saves a screenshot of each.",
+    )
+    add_superset_arguments(superset)
+    superset.set_defaults(func=cmd_superset)
 
     run = sub.add_parser(
         "run",

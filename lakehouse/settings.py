@@ -56,6 +56,9 @@ class Settings:
     stream_dir: Path = Path("stream/ratings")
     stream_trigger_seconds: float = 5.0  # the stream's micro-batch interval
     stream_max_files_per_trigger: int = 100
+    # Superset (`lakehouse superset up`): its port, and the git-ignored file holding its secrets.
+    superset_port: int = 8088
+    superset_env_file: Path = Path(".env")
     extra_conf: dict[str, str] = field(default_factory=dict)
 
     # Layout of the data directory: one place so every module agrees.
@@ -102,6 +105,11 @@ class Settings:
         return self.logs_dir / "stream.log"
 
     @property
+    def superset_dir(self) -> Path:
+        """Superset's SQLite metadata, the generated import bundle and its uploads."""
+        return self.home / "superset"
+
+    @property
     def server_log(self) -> Path:
         return self.logs_dir / "server.log"
 
@@ -138,6 +146,8 @@ class Settings:
             "LAKEHOUSE_STREAM_DIR": str(self.stream_dir),
             "LAKEHOUSE_STREAM_TRIGGER_SECONDS": f"{self.stream_trigger_seconds:g}",
             "LAKEHOUSE_STREAM_MAX_FILES": str(self.stream_max_files_per_trigger),
+            "LAKEHOUSE_SUPERSET_PORT": str(self.superset_port),
+            "LAKEHOUSE_SUPERSET_ENV": str(self.superset_env_file),
         }
         if self.mlflow_tracking_uri:
             env["LAKEHOUSE_MLFLOW_TRACKING_URI"] = self.mlflow_tracking_uri
@@ -170,4 +180,6 @@ def load_settings() -> Settings:
         stream_dir=Path(os.environ.get("LAKEHOUSE_STREAM_DIR", "stream/ratings")).expanduser().resolve(),
         stream_trigger_seconds=_float_env("LAKEHOUSE_STREAM_TRIGGER_SECONDS", 5.0),
         stream_max_files_per_trigger=_int_env("LAKEHOUSE_STREAM_MAX_FILES", 100),
+        superset_port=_int_env("LAKEHOUSE_SUPERSET_PORT", 8088),
+        superset_env_file=Path(os.environ.get("LAKEHOUSE_SUPERSET_ENV", ".env")).expanduser().resolve(),
     )

@@ -33,6 +33,8 @@ def lakehouse_settings(tmp_path_factory):
         "LAKEHOUSE_MLFLOW_DIR": str(home / "mlflow"),
         "LAKEHOUSE_MLFLOW_PORT": str(free_port()),
         "LAKEHOUSE_STREAM_DIR": str(home / "landing"),  # never the repository's stream/ratings
+        "LAKEHOUSE_SUPERSET_PORT": str(free_port()),
+        "LAKEHOUSE_SUPERSET_ENV": str(home / "superset.env"),  # never the repository's .env
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -56,6 +58,9 @@ def lakehouse_server(lakehouse_settings):
 
     job.stop(lakehouse_settings)  # `make run`'s pipeline leaves the stream running
     mlflow_ui.down(lakehouse_settings)  # and the UI
+    from lakehouse.superset import service as superset
+
+    superset.down(lakehouse_settings)  # a failed Superset test may leave it running
     server.down(lakehouse_settings)
 
 

@@ -15,7 +15,7 @@ def test_settings_round_trip_through_the_environment(monkeypatch, tmp_path):
         home=tmp_path, thrift_port=11000, connect_port=16000, master="local[2]",
         driver_memory="2g", table_format="parquet", delta_jars=tmp_path / "jars",
         mlflow_dir=tmp_path / "mlflow", mlflow_tracking_uri="http://127.0.0.1:5999",
-        stream_dir=tmp_path / "landing",
+        stream_dir=tmp_path / "landing", superset_port=8999, superset_env_file=tmp_path / ".env",
     )
     for key, value in original.as_env().items():
         monkeypatch.setenv(key, value)

@@ -1,0 +1,1 @@
+"""Superset plugin of the lakehouse: the `sparksql://` dialect and its engine spec."""

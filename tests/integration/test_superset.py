@@ -1,0 +1,200 @@
+"""Superset against the test lakehouse: every mart the dashboards read is built on synthetic data
+(dbt, the recommender jobs, a short stream), the bundle is imported, every chart's data endpoint
+must return rows, importing is idempotent, and headless Chromium must render every dashboard
+without an error panel (screenshots in test-artifacts/superset/)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from lakehouse.dbt_runner import ML_NODES, run_dbt
+from lakehouse.superset import bundle, service
+from tests.integration.conftest import ingest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parent.parent.parent
+ARTIFACTS = REPO / "test-artifacts" / "superset"
+STREAMED = 240  # ratings replayed through the stream (4 files of 60)
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(2.0)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def streamed_lines(spark) -> int:
+    """Input lines the stream has committed (accepted or quarantined), from its ledger."""
+    from pyspark.sql import functions as F
+
+    from lakehouse.stream import tables
+
+    if not spark.catalog.tableExists(tables.STREAM_BATCHES):
+        return 0
+    spark.catalog.refreshTable(tables.STREAM_BATCHES)
+    return spark.table(tables.STREAM_BATCHES).agg(F.sum("rows_read")).first()[0] or 0
+
+
+@pytest.fixture(scope="module")
+def marts(spark, lakehouse_server, synthetic_100k_layout, tmp_path_factory):
+    """Every mart of superset/dashboards.yml, on synthetic data, built the way `make run` builds them."""
+    from lakehouse.cli import build_parser
+    from lakehouse.stream import job, replay
+    from ml.similarity_job import run_similarity
+    from ml.train import run_training
+
+    settings = dataclasses.replace(lakehouse_server, stream_dir=tmp_path_factory.mktemp("superset-landing"),
+                                   stream_trigger_seconds=1.0)
+    ingest(spark, settings, "ml-100k", synthetic_100k_layout, replace=True)
+    assert run_dbt(settings, "build", "--exclude", ML_NODES).ok
+    run_training(spark, settings, build_parser().parse_args(["train", "--grid", "quick"]))
+    run_similarity(spark, settings, build_parser().parse_args(["similarity", "--vectors", "factors", "--k", "5"]))
+    # The live marts are views over the stream's tables: a few files through the real stream.
+    job.stop(settings)
+    shutil.rmtree(settings.stream_checkpoint, ignore_errors=True)  # an earlier test's stream read another folder
+    job.detach(settings, refresh_recommendations=False)
+    try:
+        users, movies = replay.known_ids(settings, spark)
+        replay.replay(settings, source=replay.synthetic_ratings(users, movies, seed=5), limit=STREAMED,
+                      rows_per_file=60, rate=0, burst=False)
+        wait_for(lambda: streamed_lines(spark) >= STREAMED, 240, "the stream to commit the ratings")
+    finally:
+        job.stop(settings)
+    outcome = run_dbt(settings, "build", "--select", ML_NODES)
+    assert outcome.ok, outcome.failures
+    return settings
+
+
+@pytest.fixture(scope="module")
+def superset(marts):
+    provisioned = service.provision(marts, say=print)
+    yield provisioned
+    assert service.down(marts)
+    assert not service.healthy(marts)
+
+
+@pytest.fixture(scope="module")
+def api(marts, superset):
+    """A REST session as the admin: JWT for the API; GET endpoints need no CSRF token."""
+    session = requests.Session()
+    response = session.post(f"{service.url(marts)}/api/v1/security/login", timeout=60, json={
+        "username": service.ADMIN_USER, "password": superset.up.credentials.admin_password, "provider": "db"})
+    response.raise_for_status()
+    session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+    yield lambda path, **params: session.get(f"{service.url(marts)}/api/v1/{path}", timeout=180, params=params)
+    session.close()
+
+
+def spec_chart_count() -> int:
+    return len(bundle.all_charts(bundle.load_spec()))
+
+
+def test_superset_is_local_with_generated_secrets(marts, superset):
+    creds = superset.up.credentials
+    assert creds.path == marts.superset_env_file and creds.path.exists()
+    assert creds.admin_password != "admin" and len(creds.secret_key) >= 32
+    assert service.healthy(marts)
+    assert "127.0.0.1" in service.url(marts)
+    assert (marts.superset_dir / "superset.db").exists()  # SQLite metadata under the data directory
+    assert superset.imported.skipped == []  # every mart exists
+
+
+def test_tables_and_columns_listed_with_their_real_names(api):
+    (database,) = [d for d in api("database/").json()["result"] if d["database_name"] == "Lakehouse (Spark Thrift)"]
+    tables = api(f"database/{database['id']}/tables/", q="(force:!t,schema_name:gold)").json()["result"]
+    names = {t["value"]: t["type"] for t in tables}
+    assert "gold" not in names  # PyHive's own dialect lists the schema name once per table
+    assert names["movies"] == "table" and names["streamed_ratings_per_minute"] == "view"
+    metadata = api(f"database/{database['id']}/table_metadata/", name="movies", schema="gold").json()
+    columns = {c["column_name"] if "column_name" in c else c["name"] for c in metadata["columns"]}
+    assert {"movie_id", "title", "rating_count", "bayesian_rating"} <= columns
+
+
+def test_every_chart_returns_rows(api):
+    charts = api("chart/", q="(page_size:100)").json()["result"]
+    assert len(charts) == spec_chart_count()
+    failures = []
+    for chart in charts:
+        response = api(f"chart/{chart['id']}/data/")
+        body = response.json()
+        if response.status_code != 200:
+            failures.append(f"{chart['slice_name']}: HTTP {response.status_code} {str(body)[:300]}")
+            continue
+        result = body["result"][0]
+        if result.get("error") or not result.get("rowcount"):
+            failures.append(f"{chart['slice_name']}: {result.get('error') or 'no rows'}")
+    assert not failures, "\n".join(failures)
+
+
+def test_recommendations_dashboard_has_the_user_and_movie_filters(api):
+    dashboard = api("dashboard/recommendations").json()["result"]
+    user, movie = json.loads(dashboard["json_metadata"])["native_filter_configuration"]
+    assert user["filterType"] == "filter_select" and user["targets"][0]["column"] == {"name": "user_id"}
+    assert movie["targets"][0]["column"] == {"name": "title"}
+    for native in (user, movie):
+        assert isinstance(native["targets"][0]["datasetId"], int)
+        assert len(native["chartsInScope"]) == 1  # its own chart, by its imported id
+        assert native["defaultDataMask"]["filterState"]["value"]  # applied on load
+
+
+def test_import_is_idempotent_and_applies_edits(marts, api, tmp_path):
+    def objects():
+        charts = {c["id"]: c["slice_name"] for c in api("chart/", q="(page_size:100)").json()["result"]}
+        dashboards = {d["id"] for d in api("dashboard/", q="(page_size:100)").json()["result"]}
+        datasets = {d["id"] for d in api("dataset/", q="(page_size:100)").json()["result"]}
+        return charts, dashboards, datasets
+
+    before = objects()
+    service.import_dashboards(marts)
+    assert objects() == before  # the same objects, nothing added
+
+    spec = yaml.safe_load(bundle.SPEC_FILE.read_text())
+    spec["dashboards"]["catalogue"]["charts"]["rating_distribution"]["title"] = "Ratings by star (edited)"
+    edited = tmp_path / "dashboards.yml"
+    edited.write_text(yaml.safe_dump(spec, sort_keys=False))
+    service.import_dashboards(marts, spec_file=edited)
+    charts, dashboards, datasets = objects()
+    assert (set(charts), dashboards, datasets) == (set(before[0]), before[1], before[2])
+    assert "Ratings by star (edited)" in charts.values() and "Rating distribution" not in charts.values()
+    service.import_dashboards(marts)  # back to the spec in the repository
+    assert objects() == before
+
+
+def test_dashboards_render_in_headless_chromium(marts, superset):
+    if not service.CHROMIUM.exists():
+        pytest.skip(f"{service.CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium)")
+    report = service.check_dashboards(marts, ARTIFACTS)
+    spec = bundle.load_spec()
+    assert [d["slug"] for d in report.dashboards] == [s for _k, _t, s in service._spec_dashboards()]  # noqa: SLF001
+    for result, board in zip(report.dashboards, spec["dashboards"].values()):
+        assert result["errors"] == [], result
+        assert result["charts"] == len(board["charts"]), result
+        assert result["rendered"] == result["charts"], result
+        assert result["empty"] == [], result
+        assert Path(result["screenshot"]).stat().st_size > 20_000
+
+
+def test_dialect_inlines_quotes_as_spark_reads_them(superset):
+    """Superset inlines filter values; the ANSI doubled quote is two concatenated literals to
+    Spark, so the plugin's dialect escapes with backslashes (a title like 'Til There Was You)."""
+    script = (
+        "import sqlalchemy as sa\n"
+        "from lakehouse_superset.dialect import SparkSqlDialect\n"
+        "t = sa.table('movies', sa.column('title', sa.String()))\n"
+        "q = sa.select(t.c.title).where(t.c.title.in_([\"'Til There Was You\", 'a\\\\b']))\n"
+        "print(q.compile(dialect=SparkSqlDialect(), compile_kwargs={'literal_binds': True}))\n"
+    )
+    out = subprocess.run([str(service.venv_bin("python")), "-c", script], capture_output=True, text=True, check=True).stdout
+    assert "IN ('\\'Til There Was You', 'a\\\\b')" in out, out
