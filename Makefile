@@ -43,7 +43,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 setup: check-java $(VENV)/.installed ## create .venv and install the pinned dependencies (idempotent)
 
-run: setup ## the whole pipeline: server, ingest, dbt build, train + register, similarity, MLflow UI
+run: superset-setup ## the whole pipeline: server, ingest, dbt build, train + register, similarity, MLflow UI, stream, Superset
 	$(BIN)/lakehouse run --dataset $(DATASET)
 
 up: setup ## start the lakehouse server (Thrift 127.0.0.1:10000, Spark Connect 127.0.0.1:15002)

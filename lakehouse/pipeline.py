@@ -16,6 +16,8 @@ from lakehouse.ingest_command import ingest_with_progress, print_ingest_report
 from lakehouse.session import connect, table_row_counts
 from lakehouse.settings import Settings
 from lakehouse.stream.showcase import replay_and_compare, showcase_table
+from lakehouse.superset import service as superset
+from lakehouse.superset.cli import print_provisioned
 from ml.similarity_job import add_arguments as add_similarity_arguments
 from ml.similarity_job import print_outcome as print_similarity
 from ml.similarity_job import run_similarity
@@ -89,6 +91,10 @@ def run_pipeline(settings: Settings, dataset: str, source: Path | None) -> int:
     with stages.stage("dbt build (live marts)") as notes:
         live = run_dbt(settings, "build", "--select", LIVE_NODES)
         notes.append(live.describe())
+    with stages.stage("Superset dashboards") as notes:
+        provisioned = superset.provision(settings, say=console.print)
+        print_provisioned(settings, provisioned)
+        notes.append(provisioned.describe())
     outcome = outcome if not outcome.ok else live
     counts = table_row_counts(spark)
     console.rule("[bold]Summary")
@@ -105,6 +111,9 @@ def run_pipeline(settings: Settings, dataset: str, source: Path | None) -> int:
                 ("server log", str(settings.server_log)),
                 ("dbt log", str(settings.logs_dir / "dbt" / "dbt.log")),
                 ("MLflow UI", f"{mlflow_ui.url(settings)}  —  experiments {', '.join(EXPERIMENTS.values())}"),
+                ("Superset", f"{superset.url(settings)}  —  user {superset.ADMIN_USER}, password in "
+                             f"{provisioned.up.credentials.path} ({superset.PASSWORD_VAR})"),
+                *((f"  {title}", link) for title, link in provisioned.imported.dashboards),
                 ("stream", f"drop rating files into {settings.stream_dir} (or `lakehouse replay`); "
                            f"log {settings.stream_log}"),
                 ("status / stop", "`lakehouse status`, `lakehouse stream --status`, `make down`"),

@@ -278,7 +278,10 @@ def down(settings: Settings) -> bool:
 
 
 def status_line(settings: Settings) -> str:
-    where = f"admin password in {settings.superset_env_file}"
+    """Where Superset is and how to log in (the password is read, never generated, here)."""
+    password = _read_env_file(settings.superset_env_file).get(PASSWORD_VAR)
+    where = (f"password {password} (from {settings.superset_env_file})" if password
+             else "no password yet: `lakehouse superset up` generates one")
     if running_pid(settings) is None:
         return f"Superset: not running (`lakehouse superset up`); {where}"
     return f"Superset: {url(settings)} (user {ADMIN_USER}, {where}); log {log_file(settings)}"

@@ -160,3 +160,18 @@ def test_credentials_are_generated_once_and_kept(tmp_path, monkeypatch):
     second = service.credentials(settings)
     assert not second.created
     assert (second.secret_key, second.admin_password) == (first.secret_key, first.admin_password)
+
+
+def test_status_shows_the_password_without_generating_one(tmp_path, monkeypatch):
+    from lakehouse.settings import load_settings
+    from lakehouse.superset import service
+
+    env_file = tmp_path / ".env"
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LAKEHOUSE_SUPERSET_ENV", str(env_file))
+    settings = load_settings()
+    assert "no password yet" in service.status_line(settings)
+    assert not env_file.exists()  # status only reads
+    password = service.credentials(settings).admin_password
+    line = service.status_line(settings)
+    assert "not running" in line and password in line and str(env_file) in line
