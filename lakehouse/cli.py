@@ -208,7 +208,7 @@ def cmd_mlflow(args: argparse.Namespace) -> int:
     started = mlflow_ui.up(settings)
     console.print(
         f"MLflow UI {'started' if started else 'already running'}: {mlflow_ui.url(settings)} "
-        f"(store {settings.tracking_uri}, log {mlflow_ui.log_file(settings)})"
+        f"(store {settings.tracking_uri}, log {mlflow_ui.service(settings).log_file})"
     )
     return 0
 

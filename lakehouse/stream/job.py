@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -25,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import psutil
 
 from lakehouse.console import console
-from lakehouse.server import ServerError, _stop_group
+from lakehouse.background import Background
 from lakehouse.settings import Settings
 from lakehouse.stream import tables
 
@@ -177,19 +175,12 @@ def _write_status(settings: Settings, state: str, query: StreamingQuery, done: T
     tmp.replace(status_file(settings))
 
 
+def background(settings: Settings) -> Background:
+    return Background("the stream", pid_file(settings), settings.stream_log, "stream")
+
+
 def running_pid(settings: Settings) -> int | None:
-    try:
-        pid = int(pid_file(settings).read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    try:
-        process = psutil.Process(pid)
-        if process.status() != psutil.STATUS_ZOMBIE and "stream" in process.cmdline():
-            return pid
-    except psutil.Error:
-        pass
-    pid_file(settings).unlink(missing_ok=True)
-    return None
+    return background(settings).running_pid()
 
 
 def detach(settings: Settings, *, refresh_recommendations: bool = True, timeout: float = 120.0) -> int:
@@ -200,36 +191,16 @@ def detach(settings: Settings, *, refresh_recommendations: bool = True, timeout:
         folder.mkdir(parents=True, exist_ok=True)
     status_file(settings).unlink(missing_ok=True)
     command = [sys.executable, "-m", "lakehouse.cli", "stream"] + ([] if refresh_recommendations else ["--no-fold-in"])
-    with open(settings.stream_log, "ab") as log:
-        proc = subprocess.Popen(  # noqa: S603 - our own CLI
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **settings.as_env()}, start_new_session=True,
-        )
-    pid_file(settings).write_text(f"{proc.pid}\n")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if status_file(settings).exists():
-            return proc.pid
-        if proc.poll() is not None:
-            pid_file(settings).unlink(missing_ok=True)
-            raise StreamError(f"The stream exited during start-up; see {settings.stream_log}")
-        time.sleep(0.5)
-    stop(settings)
-    raise StreamError(f"The stream did not start within {timeout:.0f}s; see {settings.stream_log}")
+    return background(settings).start(command, status_file(settings).exists, timeout,
+                                      env={**os.environ, **settings.as_env()}, error=StreamError)
 
 
 def stop(settings: Settings, grace: float = 60.0) -> bool:
     """Stop the detached stream (SIGTERM: it stops its query cleanly); False if none ran."""
-    pid = running_pid(settings)
-    if pid is None:
-        return False
-    try:
-        _stop_group(pid, grace=grace)
-    except ServerError:
-        pass
-    pid_file(settings).unlink(missing_ok=True)
-    status_file(settings).unlink(missing_ok=True)
-    return True
+    stopped = background(settings).stop(grace=grace)
+    if stopped:
+        status_file(settings).unlink(missing_ok=True)
+    return stopped
 
 
 def read_status(settings: Settings) -> dict | None:

@@ -21,9 +21,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
 
-from lakehouse.server import ServerError, _stop_group, port_open, port_owner
+from lakehouse.background import Background
+from lakehouse.server import ServerError, port_open, port_owner
 from lakehouse.settings import Settings
 from lakehouse.superset import bundle as bundles
 
@@ -42,8 +42,8 @@ def venv_bin(name: str) -> Path:
     return VENV / "bin" / name
 
 
-def pid_file(settings: Settings) -> Path:
-    return settings.run_dir / "superset.pid"
+def web_server(settings: Settings) -> Background:
+    return Background("Superset", settings.run_dir / "superset.pid", log_file(settings), "superset")
 
 
 def log_file(settings: Settings) -> Path:
@@ -195,17 +195,7 @@ def initialize(settings: Settings, creds: Credentials) -> bool:
 # --- the web server --------------------------------------------------------------------------
 
 def running_pid(settings: Settings) -> int | None:
-    try:
-        pid = int(pid_file(settings).read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    try:
-        if "superset" in " ".join(psutil.Process(pid).cmdline()):
-            return pid
-    except psutil.Error:
-        pass
-    pid_file(settings).unlink(missing_ok=True)
-    return None
+    return web_server(settings).running_pid()
 
 
 def healthy(settings: Settings) -> bool:
@@ -249,32 +239,14 @@ def up(settings: Settings, timeout: float = 240.0, say=print) -> UpResult:
         "--workers", "1", "--worker-class", "gthread", "--threads", "8", "--timeout", "180",
         "--access-logfile", "-", "--error-logfile", "-", "superset.app:create_app()",
     ]
-    with open(log_file(settings), "ab") as log:
-        proc = subprocess.Popen(  # noqa: S603 - the project's own venv
-            command, cwd=settings.superset_dir, env=superset_env(settings, creds), stdout=log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-    pid_file(settings).write_text(f"{proc.pid}\n")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if healthy(settings):
-            timings["start"] = time.monotonic() - started
-            return UpResult(True, creds, timings)
-        if proc.poll() is not None:
-            pid_file(settings).unlink(missing_ok=True)
-            raise ServerError(f"Superset exited during start-up; see {log_file(settings)}")
-        time.sleep(1.0)
-    down(settings)
-    raise ServerError(f"Superset did not answer within {timeout:.0f}s; see {log_file(settings)}")
+    web_server(settings).start(command, lambda: healthy(settings), timeout, env=superset_env(settings, creds),
+                               cwd=settings.superset_dir, poll=1.0)
+    timings["start"] = time.monotonic() - started
+    return UpResult(True, creds, timings)
 
 
 def down(settings: Settings) -> bool:
-    pid = running_pid(settings)
-    if pid is None:
-        return False
-    _stop_group(pid, grace=20)
-    pid_file(settings).unlink(missing_ok=True)
-    return True
+    return web_server(settings).stop(grace=20)
 
 
 def status_line(settings: Settings) -> str:

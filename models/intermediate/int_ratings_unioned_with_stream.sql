@@ -51,17 +51,8 @@ ranked as (
     -- older than the one in bronze.ratings does not.
     select
         *,
-        row_number() over (
-            partition by
-                user_id,
-                movie_id
-            order by
-                rated_at desc,
-                ingested_at desc,
-                load_id desc,
-                source_file desc,
-                line_number desc
-        ) as recency_rank
+        {{ latest_wins_rank(['user_id', 'movie_id'], leading=['rated_at'], line_order=['source_file', 'line_number']) }}
+            as recency_rank
 
     from unioned
 

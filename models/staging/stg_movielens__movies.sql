@@ -70,13 +70,7 @@ ranked as (
     -- A movie may be in several loads: the latest load wins, then the last line.
     select
         *,
-        row_number() over (
-            partition by movie_id
-            order by
-                ingested_at desc,
-                load_id desc,
-                line_number desc
-        ) as recency_rank
+        {{ latest_wins_rank(['movie_id']) }} as recency_rank
 
     from cleaned
 

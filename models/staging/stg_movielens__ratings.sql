@@ -35,16 +35,7 @@ ranked as (
     -- then the latest load, then the last line.
     select
         *,
-        row_number() over (
-            partition by
-                user_id,
-                movie_id
-            order by
-                rated_at desc,
-                ingested_at desc,
-                load_id desc,
-                line_number desc
-        ) as recency_rank
+        {{ latest_wins_rank(['user_id', 'movie_id'], leading=['rated_at']) }} as recency_rank
 
     from renamed
 

@@ -35,13 +35,7 @@ ranked as (
     -- A user may be in several loads: the latest load wins, then the last line.
     select
         *,
-        row_number() over (
-            partition by user_id
-            order by
-                ingested_at desc,
-                load_id desc,
-                line_number desc
-        ) as recency_rank
+        {{ latest_wins_rank(['user_id']) }} as recency_rank
 
     from renamed
 
