@@ -31,12 +31,22 @@ def connect(settings: Settings) -> SparkSession:
     return connect_remote(settings.connect_url)
 
 
+_sessions: dict[str, SparkSession] = {}
+
+
 def connect_remote(url: str) -> SparkSession:
-    """A session on any Spark Connect endpoint (`sc://host:port`)."""
+    """A session on any Spark Connect endpoint (`sc://host:port`): the one this process already
+    has for that URL, else a new one. (pyspark's getOrCreate hands back the active session
+    whatever its URL, so a second server would silently get the first one's session.) MLlib's
+    model calls over Connect still go to the thread's active session, the first one made: one
+    process trains against one server."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
-    return SparkSession.builder.remote(url).getOrCreate()
+    session = _sessions.get(url)
+    if session is None or session.is_stopped:
+        session = _sessions[url] = SparkSession.builder.remote(url).create()
+    return session
 
 
 def table_row_counts(spark: SparkSession, schemas: tuple[str, ...] = SCHEMAS) -> list[tuple[str, str, int]]:

@@ -12,8 +12,9 @@ final as (
     select
         user_id,
         other_user_id,
-        concat(lpad(cast(user_position as string), 2, '0'), ' · user ', cast(user_id as string)) as user_label,
-        concat(lpad(cast(other_user_position as string), 2, '0'), ' · user ', cast(other_user_id as string)) as other_user_label,
+        -- "03 · 655": activity rank, then user id; short enough for the chart's axis.
+        concat(lpad(cast(user_position as string), 2, '0'), ' · ', cast(user_id as string)) as user_label,
+        concat(lpad(cast(other_user_position as string), 2, '0'), ' · ', cast(other_user_id as string)) as other_user_label,
         similarity
 
     from cells

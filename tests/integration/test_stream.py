@@ -199,7 +199,7 @@ def test_killing_the_stream_process_mid_batch_loses_and_duplicates_nothing(spark
 
 
 def own_session(settings):
-    """A new Spark Connect session on this server (getOrCreate would hand back the session's)."""
+    """A new Spark Connect session on this server (one made before a restart died with it)."""
     from pyspark.sql import SparkSession
 
     return SparkSession.builder.remote(settings.connect_url).create()
@@ -220,6 +220,20 @@ def second_server(tmp_path_factory, synthetic_100k_layout):
     session.stop()
     yield settings
     server.down(settings)
+
+
+def test_each_server_gets_its_own_session(spark, second_server):
+    from lakehouse.session import connect
+
+    other = connect(second_server)
+    try:
+        assert other is not spark and connect(second_server) is other
+        other.sql("create database if not exists only_on_the_second_server")
+        assert other.catalog.databaseExists("only_on_the_second_server")
+        assert not spark.catalog.databaseExists("only_on_the_second_server")
+    finally:
+        other.sql("drop database if exists only_on_the_second_server")
+        other.stop()
 
 
 def test_killing_the_server_mid_batch_loses_and_duplicates_nothing(second_server, tmp_path):
