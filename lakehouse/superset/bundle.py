@@ -82,6 +82,11 @@ def spec_tables(spec: dict[str, Any]) -> dict[str, str]:
     return {key: f"{ds.get('schema', default_schema)}.{ds.get('table', key)}" for key, ds in spec["datasets"].items()}
 
 
+def spec_dashboards(spec: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(key, title, URL slug) of each dashboard; the slug defaults to the key with dashes."""
+    return [(key, board["title"], board.get("slug", key.replace("_", "-"))) for key, board in spec["dashboards"].items()]
+
+
 def all_charts(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {key: chart for board in spec["dashboards"].values() for key, chart in board.get("charts", {}).items()}
 
@@ -200,13 +205,12 @@ def build_bundle(spec: dict[str, Any], sqlalchemy_uri: str, columns: dict[str, l
     if problems:
         raise ValueError("; ".join(problems))
 
-    dashboards = []
-    for key, board in spec["dashboards"].items():
-        slug = board.get("slug", key.replace("_", "-"))
+    dashboards = spec_dashboards(spec)
+    for key, _title, slug in dashboards:
+        board = spec["dashboards"][key]
         defaults = {f["column"]: (filter_defaults or {}).get((tables[f["dataset"]], f["column"]))
                     for f in board.get("filters", [])}
         files[f"dashboards/{key}.yaml"] = _dashboard(key, board, slug, chart_ids, present, defaults)
-        dashboards.append((key, board["title"], slug))
     return Bundle(files, dashboards, chart_uuids, skipped)
 
 

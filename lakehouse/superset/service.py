@@ -21,6 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dotenv import dotenv_values
 
 from lakehouse.background import Background
 from lakehouse.server import ServerError, port_open, port_owner
@@ -115,13 +116,8 @@ class Credentials:
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
-    values = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep and not key.strip().startswith("#"):
-                values[key.strip()] = value.strip()
-    return values
+    """The file's non-empty values ({} when it does not exist)."""
+    return {key: value for key, value in dotenv_values(path).items() if value} if path.exists() else {}
 
 
 def credentials(settings: Settings) -> Credentials:
@@ -372,7 +368,7 @@ def check_dashboards(settings: Settings, out_dir: Path, slugs: list[str] | None 
     if running_pid(settings) is None:
         raise ServerError("Superset is not running: `lakehouse superset up`")
     if slugs is None:
-        slugs = [slug for _key, _title, slug in _spec_dashboards()]
+        slugs = [slug for _key, _title, slug in bundles.spec_dashboards(bundles.load_spec())]
     out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     creds = credentials(settings)
@@ -381,8 +377,3 @@ def check_dashboards(settings: Settings, out_dir: Path, slugs: list[str] | None 
                                     "--timeout", str(timeout), *slugs],
                   "browser_check.py", extra_env={PASSWORD_VAR: creds.admin_password}, capture=True)
     return CheckReport(json.loads(output.strip().splitlines()[-1]))
-
-
-def _spec_dashboards() -> list[tuple[str, str, str]]:
-    spec = bundles.load_spec()
-    return [(key, board["title"], board.get("slug", key.replace("_", "-"))) for key, board in spec["dashboards"].items()]

@@ -177,7 +177,7 @@ def test_dashboards_render_in_headless_chromium(marts, superset):
         pytest.skip(f"{service.CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium)")
     report = service.check_dashboards(marts, ARTIFACTS)
     spec = bundle.load_spec()
-    assert [d["slug"] for d in report.dashboards] == [s for _k, _t, s in service._spec_dashboards()]  # noqa: SLF001
+    assert [d["slug"] for d in report.dashboards] == [s for _k, _t, s in bundle.spec_dashboards(spec)]
     for result, board in zip(report.dashboards, spec["dashboards"].values()):
         assert result["errors"] == [], result
         assert result["charts"] == len(board["charts"]), result
