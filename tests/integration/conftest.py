@@ -41,6 +41,12 @@ def ingest(spark, settings, dataset: str, source: Path, replace: bool = False):
     return run_ingest(spark, files, replace=replace)
 
 
+def fresh(spark, table: str):
+    """`table` as it is now. Another session (dbt, the stream job) rewrites it, and this session's
+    cached file listing would still name the files that rewrite deleted (FAILED_READ_FILE)."""
+    spark.catalog.refreshTable(table)
+    return spark.table(table)
+
+
 def count(spark, table: str) -> int:
-    spark.catalog.refreshTable(table)  # dbt rewrites tables from another session
-    return spark.table(table).count()
+    return fresh(spark, table).count()

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from lakehouse.pipeline import REPLAYED_RATINGS, run_pipeline
-from tests.integration.conftest import count
+from tests.integration.conftest import count, fresh
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -52,7 +52,7 @@ def test_make_run_pipeline_on_ml_100k(spark, lakehouse_server, shared_ml_100k, c
     for table in ("recommendations", "predictions", "user_factors", "item_factors", "similar_movies", "model_runs",
                   "user_similarity", "user_similarity_matrix", "user_communities", "community_summary"):
         assert count(spark, f"ml.{table}") > 0, table
-    recommended_users = spark.table("ml.recommendations").select("user_id").distinct().count()
+    recommended_users = fresh(spark, "ml.recommendations").select("user_id").distinct().count()
     # Users whose every rating is in the held-out latest 10% were not trained on: no list yet.
     assert count(spark, "ml.recommendations") == recommended_users * 10 and recommended_users > 800
     with urllib.request.urlopen(mlflow_ui.url(lakehouse_server) + "/health", timeout=10) as response:
@@ -63,8 +63,7 @@ def genre_share(spark, user_id: int, genre: str) -> float:
     """The share of `genre` in the user's served top 10."""
     from pyspark.sql import functions as F
 
-    spark.catalog.refreshTable("ml.recommendations")
-    recs = spark.table("ml.recommendations").where(F.col("user_id") == user_id).join(spark.table("gold.movies"), "movie_id")
+    recs = fresh(spark, "ml.recommendations").where(F.col("user_id") == user_id).join(spark.table("gold.movies"), "movie_id")
     rows = recs.select(F.array_contains("genres", genre).alias("hit")).collect()
     assert len(rows) == 10
     return sum(r.hit for r in rows) / len(rows)
@@ -105,7 +104,7 @@ def test_rating_one_genre_moves_recommendations_toward_it(spark, lakehouse_serve
     from lakehouse.stream.replay import Rating, replay
 
     # A light user (20-30 ratings), so that ten new ratings are a real share of their history.
-    recommended = spark.table("ml.recommendations").select("user_id").distinct()
+    recommended = fresh(spark, "ml.recommendations").select("user_id").distinct()
     user = (spark.table("gold.ratings").join(recommended, "user_id").groupBy("user_id").count()
             .where("count between 20 and 30").orderBy("count", "user_id").first().user_id)
     seen = {r.movie_id for r in spark.table("gold.ratings").where(F.col("user_id") == user).select("movie_id").collect()}
@@ -116,8 +115,7 @@ def test_rating_one_genre_moves_recommendations_toward_it(spark, lakehouse_serve
     wait_until_committed(spark, lakehouse_server, report.files[0].name)
     after = genre_lift(spark, user, "Horror")
     assert after > before + 0.3, (before, after)
-    spark.catalog.refreshTable("ml.recommendations")
-    rows = spark.table("ml.recommendations").where(F.col("user_id") == user).collect()
+    rows = fresh(spark, "ml.recommendations").where(F.col("user_id") == user).collect()
     assert len(rows) == 10 and not {r.movie_id for r in rows} & set(horror)  # rewritten, rated ones excluded
     assert min(r.updated_at for r in rows) > max(r.generated_at for r in rows)
 
@@ -133,7 +131,7 @@ def test_a_brand_new_user_gets_a_cold_start_list_in_their_genres(spark, lakehous
                 .orderBy(F.desc("rating_count")).limit(2).collect()]
     report = replay(lakehouse_server, source=[Rating(newcomer, m, 5.0, 0) for m in westerns], burst=True)
     wait_until_committed(spark, lakehouse_server, report.files[0].name)
-    recs = spark.table("ml.recommendations").where(F.col("user_id") == newcomer).collect()
+    recs = fresh(spark, "ml.recommendations").where(F.col("user_id") == newcomer).collect()
     assert len(recs) == 10 and {r.model_name for r in recs} == {COLD_START_MODEL}
     assert not {r.movie_id for r in recs} & set(westerns)  # nothing they rated
     assert genre_share(spark, newcomer, "Western") >= 0.5
