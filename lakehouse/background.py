@@ -22,6 +22,10 @@ class Background:
     log_file: Path
     marker: str  # a word of the process's command line: a recycled pid is not taken for ours
 
+    @property
+    def title(self) -> str:  # the name at the start of a sentence
+        return self.name[:1].upper() + self.name[1:]
+
     def running_pid(self) -> int | None:
         """The pid if the process still runs (a zombie does not); a stale pid file is removed."""
         try:
@@ -56,10 +60,10 @@ class Background:
                 return proc.pid
             if proc.poll() is not None:
                 self.pid_file.unlink(missing_ok=True)
-                raise error(f"{self.name[0].upper()}{self.name[1:]} exited during start-up; see {self.log_file}")
+                raise error(f"{self.title} exited during start-up; see {self.log_file}")
             time.sleep(poll)
         self.stop()
-        raise error(f"{self.name[0].upper()}{self.name[1:]} did not start within {timeout:.0f}s; see {self.log_file}")
+        raise error(f"{self.title} did not start within {timeout:.0f}s; see {self.log_file}")
 
     def stop(self, grace: float = 20.0) -> bool:
         """SIGTERM the process group, SIGKILL what is left after `grace` s; False if nothing ran."""

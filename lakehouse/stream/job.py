@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-
-from lakehouse.console import console
 from lakehouse.background import Background
+from lakehouse.console import console
 from lakehouse.settings import Settings
 from lakehouse.stream import tables
 
@@ -176,7 +175,7 @@ def _write_status(settings: Settings, state: str, query: StreamingQuery, done: T
 
 
 def background(settings: Settings) -> Background:
-    return Background("the stream", pid_file(settings), settings.stream_log, "stream")
+    return Background("the stream", pid_file(settings), settings.stream_log, "lakehouse.cli stream")
 
 
 def running_pid(settings: Settings) -> int | None:
@@ -187,8 +186,6 @@ def detach(settings: Settings, *, refresh_recommendations: bool = True, timeout:
     """Start the stream in a background process; returns its pid once the query runs."""
     if (pid := running_pid(settings)) is not None:
         raise StreamError(f"The stream already runs (pid {pid}); `lakehouse stream --stop` stops it.")
-    for folder in (settings.logs_dir, settings.run_dir):
-        folder.mkdir(parents=True, exist_ok=True)
     status_file(settings).unlink(missing_ok=True)
     command = [sys.executable, "-m", "lakehouse.cli", "stream"] + ([] if refresh_recommendations else ["--no-fold-in"])
     return background(settings).start(command, status_file(settings).exists, timeout,
