@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 
 export LAKEHOUSE_HOME LAKEHOUSE_MLFLOW_DIR MOVIELENS_SOURCE
 
-.PHONY: help setup check-java run up down status ingest dbt-build train similarity mlflow test test-unit bench bench-ml bench-stream lock clean \
+.PHONY: help setup check-java run up down status ingest dbt-build train similarity housekeeping mlflow test test-unit bench bench-ml bench-stream bench-readers lock clean \
 	superset-setup superset superset-import superset-check superset-lock check-chromium
 
 help: ## list the targets
@@ -46,13 +46,13 @@ setup: check-java $(VENV)/.installed ## create .venv and install the pinned depe
 run: superset-setup ## the whole pipeline: server, ingest, dbt build, train + register, similarity, MLflow UI, stream, Superset
 	$(BIN)/lakehouse run --dataset $(DATASET)
 
-up: setup ## start the lakehouse server (Thrift 127.0.0.1:10000, Spark Connect 127.0.0.1:15002)
+up: setup ## start the lakehouse server (Thrift 127.0.0.1:10000, Spark Connect 127.0.0.1:15002); fetches Delta's jars once
 	$(BIN)/lakehouse up
 
 down: ## stop the lakehouse server and everything it started
 	@if [ -x $(BIN)/lakehouse ]; then $(BIN)/lakehouse down; else echo "nothing to stop"; fi
 
-status: setup ## ports, master, table format and every table with its row count
+status: setup ## ports, master, and every table with its rows, Delta version and last commit
 	$(BIN)/lakehouse status
 
 ingest: setup ## load DATASET (from MOVIELENS_SOURCE or the official zip) into bronze
@@ -66,6 +66,9 @@ train: setup ## sweep, evaluate and register the recommenders (MLflow); write th
 
 similarity: setup ## user-similarity graph, heatmap matrix and communities into the ml schema
 	$(BIN)/lakehouse similarity --vectors factors --k 10
+
+housekeeping: setup ## OPTIMIZE the tables the stream appends to, then VACUUM them (7-day retention)
+	$(BIN)/lakehouse housekeeping
 
 mlflow: setup ## serve the MLflow UI on 127.0.0.1:5000 (stopped by `make down`)
 	$(BIN)/lakehouse mlflow up
@@ -117,6 +120,9 @@ bench-ml: setup ## recommender quality on ml-100k's folds vs scikit-surprise and
 
 bench-stream: setup ## streaming latency (landing -> bronze over Thrift, -> recommendations) and sustained ingest
 	$(BIN)/python bench/streaming.py
+
+bench-readers: setup ## Thrift readers polling ml.recommendations and gold marts while the stream, dbt and train write
+	$(BIN)/python bench/readers.py
 
 lock: ## re-resolve requirements.lock from pyproject.toml's pins
 	rm -rf /tmp/lakehouse-lock && $(PYTHON) -m venv /tmp/lakehouse-lock

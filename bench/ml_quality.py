@@ -39,7 +39,7 @@ from lakehouse import server  # noqa: E402
 from lakehouse.console import console, table  # noqa: E402
 from lakehouse.session import connect  # noqa: E402
 from lakehouse.settings import Settings  # noqa: E402
-from lakehouse.table_format import save_table  # noqa: E402
+from lakehouse import delta  # noqa: E402
 
 DEFAULT_ML_100K = REPO.parent / "shared" / "data" / "movielens" / "ml-100k"
 RESULTS = REPO / "bench" / "results" / "ml_quality.json"
@@ -66,7 +66,7 @@ def project_models(spark, settings: Settings, folder: Path, grid: str) -> dict:
     frame["rated_at"] = pd.to_datetime(frame.pop("epoch"), unit="s")
     frame["rating"] = frame["rating"].astype(float)
     spark.sql("create schema if not exists bench")
-    save_table(spark.createDataFrame(frame), TABLE, mode="overwrite")
+    delta.replace(spark.createDataFrame(frame), TABLE)
     args = build_parser().parse_args([
         "train", "--table", TABLE, "--protocol", "official-folds", "--folds-dir", str(folder),
         "--grid", grid, "--no-publish",

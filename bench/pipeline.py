@@ -30,7 +30,7 @@ from lakehouse.console import console, table  # noqa: E402
 from lakehouse.dbt_runner import run_dbt  # noqa: E402
 from lakehouse.generate import SyntheticSpec, generate  # noqa: E402
 from lakehouse.ingest.acquire import locate  # noqa: E402
-from lakehouse.ingest.datasets import get_dataset  # noqa: E402
+from lakehouse.datasets import get_dataset  # noqa: E402
 from lakehouse.ingest.load import ingest  # noqa: E402
 from lakehouse.session import connect  # noqa: E402
 from lakehouse.settings import Settings  # noqa: E402

@@ -36,7 +36,7 @@ from bench.pipeline import PeakMemory  # noqa: E402
 from lakehouse.console import console, table  # noqa: E402
 from lakehouse.session import connect  # noqa: E402
 from lakehouse.settings import load_settings  # noqa: E402
-from lakehouse.table_format import save_table  # noqa: E402
+from lakehouse import delta  # noqa: E402
 from ml.similarity_job import add_arguments, print_outcome, run_similarity  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "similarity_scale.json"
@@ -116,8 +116,8 @@ def one_size(spark, settings, users: int, seed: int, flags: list[str]) -> dict:
     console.rule(f"[bold]{users:,} users, {movies:,} movies")
     started = time.monotonic()
     spark.sql("create schema if not exists bench")
-    save_table(synthetic_ratings(spark, users, movies, seed), RATINGS_TABLE, mode="overwrite")
-    save_table(synthetic_movies(spark, movies), MOVIES_TABLE, mode="overwrite")
+    delta.replace(synthetic_ratings(spark, users, movies, seed), RATINGS_TABLE)
+    delta.replace(synthetic_movies(spark, movies), MOVIES_TABLE)
     generate_s = time.monotonic() - started
     parser = argparse.ArgumentParser()
     add_arguments(parser)

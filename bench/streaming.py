@@ -276,10 +276,10 @@ def last_batch(spark, stream_id: str) -> int:
     """This stream's last committed batch id, or -1."""
     from pyspark.sql import functions as F
 
-    if not spark.catalog.tableExists(tables.STREAM_BATCHES):
+    if not spark.catalog.tableExists(tables.STREAM_BATCHES.name):
         return -1
-    spark.catalog.refreshTable(tables.STREAM_BATCHES)
-    row = spark.table(tables.STREAM_BATCHES).where(F.col("query_id") == stream_id).agg(F.max("batch_id")).first()
+    spark.catalog.refreshTable(tables.STREAM_BATCHES.name)
+    row = spark.table(tables.STREAM_BATCHES.name).where(F.col("query_id") == stream_id).agg(F.max("batch_id")).first()
     return -1 if row[0] is None else int(row[0])
 
 
@@ -302,11 +302,11 @@ def ledger_files(spark, names: list[str]) -> list:
     """Per file: committed_at - landed_at and finished_at - landed_at from the ledger."""
     from pyspark.sql import functions as F
 
-    spark.catalog.refreshTable(tables.STREAM_FILES)
-    spark.catalog.refreshTable(tables.STREAM_BATCHES)
-    batches = spark.table(tables.STREAM_BATCHES).select("load_id", "committed_at", "finished_at")
+    spark.catalog.refreshTable(tables.STREAM_FILES.name)
+    spark.catalog.refreshTable(tables.STREAM_BATCHES.name)
+    batches = spark.table(tables.STREAM_BATCHES.name).select("load_id", "committed_at", "finished_at")
     micros = F.unix_micros
-    return (spark.table(tables.STREAM_FILES).where(F.col("source_file").isin(names)).join(batches, "load_id")
+    return (spark.table(tables.STREAM_FILES.name).where(F.col("source_file").isin(names)).join(batches, "load_id")
             .select("source_file", (micros("landed_at") / 1e6).alias("landed"),
                     ((micros("committed_at") - micros("landed_at")) / 1e6).alias("bronze"),
                     ((micros("finished_at") - micros("landed_at")) / 1e6).alias("finished"))
@@ -316,8 +316,8 @@ def ledger_files(spark, names: list[str]) -> list:
 def ledger_batches(spark, stream_id: str, after_batch: int) -> list:
     from pyspark.sql import functions as F
 
-    spark.catalog.refreshTable(tables.STREAM_BATCHES)
-    return (spark.table(tables.STREAM_BATCHES)
+    spark.catalog.refreshTable(tables.STREAM_BATCHES.name)
+    return (spark.table(tables.STREAM_BATCHES.name)
             .where((F.col("query_id") == stream_id) & (F.col("batch_id") > after_batch))
             .select("batch_id", "files", "rows_read", "batch_seconds", "fold_in_seconds", "users_refreshed",
                     (F.unix_micros("started_at") / 1e6).alias("started"),
@@ -600,7 +600,7 @@ def main() -> int:
     try:
         with stages.stage("lakehouse server") as notes:
             state, _ = server.up(settings, timeout=300, quiet=True)
-            notes.append(f"format {state.table_format}, driver memory {settings.driver_memory}")
+            notes.append(f"Delta Lake {state.delta_version}, driver memory {settings.driver_memory}")
         spark = connect(settings)
         if champion_exists(spark):
             console.print("[yellow]the data directory has a champion already: set-up skipped[/]")

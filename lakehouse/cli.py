@@ -37,8 +37,7 @@ def print_server(state: server.ServerState, settings: Settings) -> None:
                 ("Spark Connect (jobs)", f"sc://{state.host}:{state.connect_port}"),
                 ("Spark UI", state.ui_url or "-"),
                 ("master", state.master),
-                ("table format", f"{state.table_format} — {state.table_format_reason}"),
-                ("Spark", state.spark_version),
+                ("Spark / Delta Lake", f"{state.spark_version} / {state.delta_version} (every table a Delta table)"),
                 ("data directory", str(settings.home)),
                 ("logs", str(settings.logs_dir)),
                 ("pid / started", f"{state.pid} / {state.started_at}"),
@@ -69,7 +68,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from lakehouse.session import connect, table_row_counts
+    from lakehouse.session import connect, table_overview
 
     settings = _settings(args)
     state = server.read_state(settings)
@@ -92,8 +91,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     console.print(f"Stream: {stream.get('state', 'running')} (pid {stream.get('pid')}), {settings.stream_dir} -> "
                   f"bronze.rating_events; `lakehouse stream --status`" if stream else
                   f"Stream: not running (`lakehouse stream --detach`); landing folder {settings.stream_dir}")
-    counts = table_row_counts(connect(settings))
-    console.print(table("Tables", ["schema", "table", "rows"], counts))
+    overview = table_overview(connect(settings))
+    console.print(table("Tables (Delta version and last commit)", ["schema", "table", "rows", "version", "last operation", "written by"],
+                        overview))
     return 0
 
 
@@ -165,18 +165,21 @@ def cmd_stream(args: argparse.Namespace) -> int:
     from lakehouse.stream import job
 
     settings = _settings(args)
-    refresh = not args.no_fold_in
+    fold_in = not args.no_fold_in
     if args.stop:
         console.print("The stream stopped." if job.stop(settings) else "The stream was not running.")
         return 0
     if args.status:
         return print_stream_status(settings)
     if args.detach:
-        pid = job.detach(settings, refresh_recommendations=refresh)
+        pid = job.detach(settings, fold_in=fold_in)
         console.print(f"The stream runs in the background (pid {pid}); log {settings.stream_log}; "
                       "`lakehouse stream --stop` stops it.")
         return 0
-    return job.run_foreground(settings, refresh_recommendations=refresh, duration=args.duration)
+    # The stream commits ratings; what follows a commit is wired here: the fold-in of ml/refresh.py.
+    from ml.refresh import FoldIn
+
+    return job.run_foreground(settings, on_committed=FoldIn() if fold_in else None, duration=args.duration)
 
 
 def print_stream_status(settings: Settings) -> int:
@@ -196,6 +199,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from lakehouse.stream.replay import run_from_arguments
 
     return run_from_arguments(_settings(args), args)
+
+
+def cmd_housekeeping(args: argparse.Namespace) -> int:
+    from lakehouse.housekeeping import housekeep
+    from lakehouse.session import connect
+
+    done = housekeep(connect(_settings(args)))
+    console.print(table("Housekeeping: OPTIMIZE, then VACUUM (default retention, 7 days)",
+                        ["table", "files before", "files after", "files vacuumed", "version"], [d.row() for d in done]))
+    return 0
 
 
 def cmd_mlflow(args: argparse.Namespace) -> int:
@@ -224,7 +237,7 @@ def _source_path(value: str) -> Path | None:
 
 
 def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
-    from lakehouse.ingest.datasets import DATASETS
+    from lakehouse.datasets import DATASETS
 
     parser.add_argument("--dataset", choices=list(DATASETS), default="ml-100k")
     parser.add_argument(
@@ -249,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     down = sub.add_parser("down", help="stop the lakehouse server and its child processes")
     down.set_defaults(func=cmd_down)
 
-    status = sub.add_parser("status", help="ports, master, table format and every table's row count")
+    status = sub.add_parser("status", help="ports, master, and every table's row count, Delta version and last commit")
     status.set_defaults(func=cmd_status)
 
     ingest = sub.add_parser(
@@ -339,6 +352,16 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--no-fold-in", action="store_true", help="append to bronze only; leave recommendations alone")
     stream.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (foreground)")
     stream.set_defaults(func=cmd_stream)
+
+    housekeeping = sub.add_parser(
+        "housekeeping",
+        help="OPTIMIZE the tables the stream appends to, then VACUUM them (default retention)",
+        description="Compacts the small files the stream's micro-batches leave (one per batch) in "
+        "bronze.rating_events, stream_batches, stream_files, quarantine and ml.recommendations with "
+        "Delta's OPTIMIZE, then VACUUMs them with Delta's default retention (7 days: time travel keeps "
+        "working for a week). Prints the files before and after and the table versions.",
+    )
+    housekeeping.set_defaults(func=cmd_housekeeping)
 
     mlflow = sub.add_parser("mlflow", help="serve the MLflow UI on 127.0.0.1:5000 (LAKEHOUSE_MLFLOW_PORT)")
     mlflow.add_argument("action", choices=("up", "down"))

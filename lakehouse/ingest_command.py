@@ -5,9 +5,10 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from lakehouse import locks
 from lakehouse.console import console, table
 from lakehouse.ingest.acquire import locate
-from lakehouse.ingest.datasets import get_dataset
+from lakehouse.datasets import get_dataset
 from lakehouse.ingest.holdout import check_fraction
 from lakehouse.ingest.load import IngestReport, ingest
 from lakehouse.settings import Settings
@@ -18,6 +19,12 @@ def ingest_with_progress(
     holdout_fraction: float = 0.0,
 ) -> IngestReport:
     check_fraction(holdout_fraction)  # before any download
+    with locks.exclusive(settings, "ingest", what="`lakehouse ingest`"):
+        return _ingest(spark, settings, dataset, source, replace, holdout_fraction)
+
+
+def _ingest(spark, settings: Settings, dataset: str, source: Path | None, replace: bool,
+            holdout_fraction: float) -> IngestReport:
     spec = get_dataset(dataset)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),

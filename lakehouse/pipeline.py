@@ -8,12 +8,13 @@ from pathlib import Path
 import argparse
 from typing import Callable
 
-from lakehouse import mlflow_ui, server
+from lakehouse import mlflow_ui, server, tables
 from lakehouse.console import Stages, console, key_values, table
 from lakehouse.dbt_runner import LIVE_NODES, ML_NODES, run_dbt
 from lakehouse.ingest.load import HoldoutMismatch
 from lakehouse.ingest_command import ingest_with_progress, print_ingest_report
-from lakehouse.session import connect, table_row_counts
+from lakehouse.housekeeping import housekeep
+from lakehouse.session import connect, table_overview
 from lakehouse.settings import Settings
 from lakehouse.stream.showcase import replay_and_compare, showcase_table
 from lakehouse.superset import service as superset
@@ -46,8 +47,7 @@ def run_pipeline(settings: Settings, dataset: str, source: Path | None) -> int:
     stages = Stages()
     with stages.stage("lakehouse server") as notes:
         state, started = server.up(settings)
-        notes.append(("started" if started else "already running") + f", format {state.table_format}")
-        console.print(f"table format: {state.table_format} — {state.table_format_reason}")
+        notes.append(("started" if started else "already running") + f", Delta Lake {state.delta_version}")
     spark = connect(settings)
     with stages.stage(f"ingest {dataset}") as notes:
         try:
@@ -57,7 +57,7 @@ def run_pipeline(settings: Settings, dataset: str, source: Path | None) -> int:
             report = ingest_with_progress(spark, settings, dataset, source, replace=True,
                                           holdout_fraction=HOLDOUT_FRACTION)
         print_ingest_report(report)
-        ratings = sum(f.rows_loaded for f in report.files if f.target_table == "bronze.ratings")
+        ratings = sum(f.rows_loaded for f in report.files if f.target_table == tables.RATINGS.name)
         quarantined = sum(f.rows_quarantined for f in report.files)
         skipped = sum(1 for f in report.files if f.skipped_reason)
         held_out = sum(f.rows_held_out for f in report.files)
@@ -96,10 +96,14 @@ def run_pipeline(settings: Settings, dataset: str, source: Path | None) -> int:
         print_provisioned(settings, provisioned)
         notes.append(provisioned.describe())
     outcome = outcome if not outcome.ok else live
-    counts = table_row_counts(spark)
+    with stages.stage("housekeeping (OPTIMIZE, VACUUM)") as notes:
+        kept = housekeep(spark)
+        notes.append(", ".join(f"{k.table} {k.files_before}->{k.files_after} files" for k in kept))
+    counts = table_overview(spark)
     console.rule("[bold]Summary")
     console.print(stages.summary())
-    console.print(table("Tables", ["schema", "table", "rows"], counts))
+    console.print(table("Tables (Delta version and last commit)", ["schema", "table", "rows", "version", "last operation", "written by"],
+                        counts))
     console.print(champions_beside_baselines(trained))
     console.print(
         key_values(

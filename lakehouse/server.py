@@ -31,9 +31,9 @@ class ServerState:
     thrift_port: int
     connect_port: int
     master: str
-    table_format: str
-    table_format_reason: str
     spark_version: str
+    delta_version: str
+    delta_jars: list[str]
     ui_url: str | None
     started_at: str
     home: str
@@ -120,12 +120,31 @@ def _log_tail(path: Path, lines: int = 25) -> str:
 
 
 def up(settings: Settings, timeout: float = 180.0, quiet: bool = False) -> tuple[ServerState, bool]:
-    """Start the server unless it runs; return its state and whether this call started it."""
+    """Start the server unless it runs; return its state and whether this call started it.
+
+    Two `up`s at once on one data directory: the second waits for the first (a lock file) and
+    then finds the server running, instead of starting a second driver on the same metastore."""
+    from lakehouse import locks
+
+    try:
+        with locks.exclusive(settings, "up", wait=timeout + 120, what="`lakehouse up`"):
+            return _up(settings, timeout, quiet)
+    except locks.LockHeld as held:
+        raise ServerError(str(held)) from None
+
+
+def _up(settings: Settings, timeout: float, quiet: bool) -> tuple[ServerState, bool]:
+    from lakehouse import delta_jars
+
     pid = running_pid(settings)
     if pid is not None:
         state = _wait_ready(settings, pid, timeout)
         return state, False
     _check_ports_free(settings)
+    try:
+        delta_jars.resolve(settings, say=(lambda _message: None) if quiet else print)
+    except delta_jars.DeltaJarsError as error:
+        raise ServerError(f"The lakehouse server needs Delta Lake's jars: {error}") from None
     for folder in (settings.logs_dir, settings.run_dir):
         folder.mkdir(parents=True, exist_ok=True)
     settings.state_file.unlink(missing_ok=True)

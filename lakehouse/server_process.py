@@ -14,12 +14,12 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from lakehouse import table_format
+from lakehouse import delta_jars
 from lakehouse.settings import Settings, load_settings
 
 
-def spark_conf(settings: Settings) -> dict[str, str]:
-    """Spark conf shared by every format candidate."""
+def spark_conf(settings: Settings, jars: list) -> dict[str, str]:
+    """The driver's whole Spark conf: catalog, endpoints, and Delta Lake on the start-up class path."""
     # Derby writes derby.log into the working directory unless told otherwise.
     java_opts = (
         f"-Dderby.system.home={settings.home} "
@@ -53,41 +53,32 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # ALS with many iterations overflows the stack without checkpoints.
         "spark.checkpoint.dir": str(settings.checkpoint_dir),
         "spark.ui.showConsoleProgress": "false",
+        # Delta rebuilds a table's snapshot from its log with this many tasks (default 50): on one
+        # machine, for tables of megabytes, that fixed cost dominated every small read and commit.
+        **({"spark.databricks.delta.snapshotPartitions": "4"} if settings.master.startswith("local") else {}),
+        # Every table is a Delta table: a CREATE TABLE without USING is one too.
+        "spark.sql.sources.default": "delta",
+        "spark.sql.legacy.createHiveTableByDefault": "false",
+        **delta_jars.spark_conf(jars),
         **settings.extra_conf,
     }
 
 
 def start_session(settings: Settings):
-    """Start the driver with the first table-format candidate that works."""
-    from pyspark.errors import PySparkRuntimeError
+    """Start the driver; the jars were resolved by `lakehouse up` (no network here)."""
     from pyspark.sql import SparkSession
 
-    base = spark_conf(settings)
-    options = table_format.candidates(settings)
-    for index, candidate in enumerate(options):
-        reason = candidate.reason or options[index - 1].fallback_reason
-        conf = {
-            **base,
-            **candidate.conf,
-            table_format.FORMAT_CONF: candidate.name,
-            table_format.REASON_CONF: reason,
-        }
-        builder = SparkSession.builder
-        for key, value in conf.items():
-            builder = builder.config(key, value)
-        log(f"starting Spark ({candidate.name}: {reason})")
-        try:
-            return builder.getOrCreate(), candidate.name, reason
-        except PySparkRuntimeError as error:
-            last = index == len(options) - 1
-            log(f"Spark did not start with {candidate.name}: {error}")
-            if last and candidate.name == "delta":
-                raise table_format.TableFormatError(
-                    table_format.delta_unavailable_message(candidate, settings.server_log)
-                ) from error
-            if last:
-                raise
-    raise AssertionError("unreachable: candidates() is never empty")
+    jars = delta_jars.cached(settings)
+    if jars is None:
+        raise delta_jars.DeltaJarsError(
+            f"Delta Lake's jars are not in {settings.jar_cache_dir}: start the server with `lakehouse up`, "
+            "which fetches them, or set LAKEHOUSE_DELTA_JARS"
+        )
+    builder = SparkSession.builder
+    for key, value in spark_conf(settings, jars).items():
+        builder = builder.config(key, value)
+    log(f"starting Spark with Delta Lake {delta_jars.DELTA_VERSION} ({', '.join(str(j) for j in jars)})")
+    return builder.getOrCreate(), jars
 
 
 def log(message: str) -> None:
@@ -95,16 +86,16 @@ def log(message: str) -> None:
     print(f"{stamp} lakehouse-server {message}", flush=True)
 
 
-def write_state(settings: Settings, spark, fmt: str, reason: str) -> None:
+def write_state(settings: Settings, spark, jars: list) -> None:
     state = {
         "pid": os.getpid(),
         "host": settings.host,
         "thrift_port": settings.thrift_port,
         "connect_port": settings.connect_port,
         "master": spark.sparkContext.master,
-        "table_format": fmt,
-        "table_format_reason": reason,
         "spark_version": spark.version,
+        "delta_version": delta_jars.DELTA_VERSION,
+        "delta_jars": [str(j) for j in jars],
         "ui_url": spark.sparkContext.uiWebUrl,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "home": str(settings.home),
@@ -153,8 +144,8 @@ def main() -> int:
 
     started = time.monotonic()
     try:
-        spark, fmt, reason = start_session(settings)
-    except table_format.TableFormatError as error:
+        spark, jars = start_session(settings)
+    except delta_jars.DeltaJarsError as error:
         log(f"FATAL {error}")
         return 3
     spark.sparkContext.setLogLevel("WARN")
@@ -163,11 +154,11 @@ def main() -> int:
     jvm.org.apache.spark.sql.hive.thriftserver.HiveThriftServer2.startWithContext(
         spark._jsparkSession.sqlContext()  # noqa: SLF001
     )
-    write_state(settings, spark, fmt, reason)
+    write_state(settings, spark, jars)
     log(
         f"ready in {time.monotonic() - started:.1f}s: thrift {settings.host}:{settings.thrift_port}, "
         f"connect {settings.host}:{settings.connect_port}, master {spark.sparkContext.master}, "
-        f"format {fmt}"
+        f"Delta Lake {delta_jars.DELTA_VERSION}"
     )
     stop.wait()
     log("stopping")

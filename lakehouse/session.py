@@ -14,7 +14,7 @@ from lakehouse.settings import Settings
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-SCHEMAS = ("bronze", "silver", "gold", "ml", "governance")
+from lakehouse.tables import BY_NAME, SCHEMAS
 
 
 class ServerNotRunning(RuntimeError):
@@ -49,8 +49,10 @@ def connect_remote(url: str) -> SparkSession:
     return session
 
 
-def table_row_counts(spark: SparkSession, schemas: tuple[str, ...] = SCHEMAS) -> list[tuple[str, str, int]]:
-    """(schema, table or view, row count) for every table in the lakehouse schemas."""
+def table_overview(spark: SparkSession, schemas: tuple[str, ...] = SCHEMAS) -> list[tuple]:
+    """(schema, table or view, rows, Delta version, last operation, owner) for every table in the
+    lakehouse schemas; views have no version. The owner is the catalogue's (lakehouse/tables.py),
+    or dbt for the models it declares."""
     existing = {db.name for db in spark.catalog.listDatabases()}
     rows = []
     for schema in schemas:
@@ -60,8 +62,12 @@ def table_row_counts(spark: SparkSession, schemas: tuple[str, ...] = SCHEMAS) ->
             if table.isTemporary:
                 continue
             name = f"{schema}.{table.name}"
-            spark.catalog.refreshTable(name)  # dbt may have rewritten it since this session read it
             count = spark.table(name).count()
-            kind = "view" if table.tableType == "VIEW" else "table"
-            rows.append((schema, f"{table.name}" + (" (view)" if kind == "view" else ""), count))
+            owner = BY_NAME[name].owner if name in BY_NAME else ("dbt" if schema in ("silver", "gold") else "-")
+            if table.tableType == "VIEW":
+                rows.append((schema, f"{table.name} (view)", count, "-", "-", owner))
+                continue
+            last = spark.sql(f"describe history {name} limit 1").first()
+            when = last["timestamp"].strftime("%m-%d %H:%M:%S")
+            rows.append((schema, table.name, count, str(last["version"]), f"{last['operation']} at {when}", owner))
     return rows

@@ -10,9 +10,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TABLE_FORMATS = ("auto", "delta", "parquet")
-
-
 def _int_env(name: str, default: int) -> int:
     raw = os.environ.get(name, "")
     if not raw.strip():
@@ -46,8 +43,9 @@ class Settings:
     connect_port: int = 15002
     master: str = "local[*]"
     driver_memory: str = "6g"
-    table_format: str = "auto"
+    # Delta Lake's jars: a folder of the user's (offline), else resolved once into jar_cache.
     delta_jars: Path | None = None
+    jar_cache: Path | None = None  # None: <home>/cache/jars
     # MLflow: a tracking URI wins (any MLflow server); otherwise SQLite + files under mlflow_dir.
     mlflow_dir: Path = Path("mlflow")
     mlflow_tracking_uri: str = ""
@@ -87,6 +85,16 @@ class Settings:
         return self.home / "cache"
 
     @property
+    def jar_cache_dir(self) -> Path:
+        """Where `lakehouse up` keeps the JVM jars it resolved (Delta Lake's), reused offline."""
+        return self.jar_cache or self.cache_dir / "jars"
+
+    @property
+    def locks_dir(self) -> Path:
+        """Lock files of the operations that must not run twice at once (ingest, up)."""
+        return self.run_dir / "locks"
+
+    @property
     def holdout_dir(self) -> Path:
         """Ratings kept out of bronze by `ingest --holdout-fraction`, one folder per dataset."""
         return self.home / "holdout"
@@ -115,7 +123,7 @@ class Settings:
 
     @property
     def state_file(self) -> Path:
-        """JSON written by the running server: pid, ports, master, table format and why."""
+        """JSON written by the running server: pid, ports, master, Spark and Delta versions."""
         return self.run_dir / "server.json"
 
     @property
@@ -140,7 +148,6 @@ class Settings:
             "LAKEHOUSE_CONNECT_PORT": str(self.connect_port),
             "LAKEHOUSE_MASTER": self.master,
             "LAKEHOUSE_DRIVER_MEMORY": self.driver_memory,
-            "LAKEHOUSE_TABLE_FORMAT": self.table_format,
             "LAKEHOUSE_MLFLOW_DIR": str(self.mlflow_dir),
             "LAKEHOUSE_MLFLOW_PORT": str(self.mlflow_port),
             "LAKEHOUSE_STREAM_DIR": str(self.stream_dir),
@@ -153,18 +160,21 @@ class Settings:
             env["LAKEHOUSE_MLFLOW_TRACKING_URI"] = self.mlflow_tracking_uri
         if self.delta_jars:
             env["LAKEHOUSE_DELTA_JARS"] = str(self.delta_jars)
+        if self.jar_cache:
+            env["LAKEHOUSE_JAR_CACHE"] = str(self.jar_cache)
         return env
 
 
 def load_settings() -> Settings:
     """Read the settings from the environment (see the README's settings table)."""
     home = Path(os.environ.get("LAKEHOUSE_HOME", ".lakehouse")).expanduser().resolve()
-    table_format = os.environ.get("LAKEHOUSE_TABLE_FORMAT", "auto").strip().lower() or "auto"
-    if table_format not in TABLE_FORMATS:
+    if os.environ.get("LAKEHOUSE_TABLE_FORMAT", "").strip().lower() not in ("", "delta"):
         raise SystemExit(
-            f"LAKEHOUSE_TABLE_FORMAT={table_format!r}: expected one of {', '.join(TABLE_FORMATS)}"
+            "LAKEHOUSE_TABLE_FORMAT is retired: every table is a Delta table (see the README's "
+            "'Delta Lake' section). Unset it."
         )
     jars = os.environ.get("LAKEHOUSE_DELTA_JARS", "").strip()
+    jar_cache = os.environ.get("LAKEHOUSE_JAR_CACHE", "").strip()
     return Settings(
         home=home,
         host=os.environ.get("LAKEHOUSE_HOST", "127.0.0.1"),
@@ -172,8 +182,8 @@ def load_settings() -> Settings:
         connect_port=_int_env("LAKEHOUSE_CONNECT_PORT", 15002),
         master=os.environ.get("LAKEHOUSE_MASTER", "local[*]"),
         driver_memory=os.environ.get("LAKEHOUSE_DRIVER_MEMORY", "6g"),
-        table_format=table_format,
         delta_jars=Path(jars).expanduser().resolve() if jars else None,
+        jar_cache=Path(jar_cache).expanduser().resolve() if jar_cache else None,
         mlflow_dir=Path(os.environ.get("LAKEHOUSE_MLFLOW_DIR", "mlflow")).expanduser().resolve(),
         mlflow_tracking_uri=os.environ.get("LAKEHOUSE_MLFLOW_TRACKING_URI", "").strip(),
         mlflow_port=_int_env("LAKEHOUSE_MLFLOW_PORT", 5000),

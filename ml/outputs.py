@@ -1,80 +1,44 @@
-"""The `ml` schema: every table the recommender jobs write, with its columns, in one place.
+"""Writing the `ml` tables (declared in lakehouse/tables.py), each write one Delta commit.
 
-Each table is rewritten whole by the job that owns it (in the resolved table format, through
-`lakehouse.table_format.save_table`); dbt declares them as sources and tests them.
+A job replaces the tables it owns whole (`create or replace`: readers see the old rows or the new
+ones, and `VERSION AS OF` reaches the old), or, where two models share a table, only its model's
+rows (`replaceWhere`). dbt declares them as sources and tests them.
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Iterable
 
-from lakehouse.table_format import save_table
+from lakehouse import delta, tables
+from lakehouse.tables import Table
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-SCHEMA = "ml"
-COLUMNS = {
-    "recommendations": ["user_id", "movie_id", "rank", "score", "model_name", "model_version", "run_id", "generated_at", "updated_at"],
-    "predictions": ["run_id", "model_name", "protocol", "split", "user_id", "movie_id", "rating", "prediction", "error", "cold_start"],
-    "user_factors": ["model_name", "model_version", "run_id", "user_id", "bias", "features", "updated_at"],
-    "item_factors": ["model_name", "model_version", "run_id", "movie_id", "bias", "features"],
-    "similar_movies": ["movie_id", "similar_movie_id", "rank", "similarity", "model_name", "model_version"],
-    # written by `lakehouse similarity` (ml.similarity_job)
-    "user_similarity": ["user_id", "neighbour_id", "rank", "similarity", "co_rated", "vectors", "run_id"],
-    "user_similarity_matrix": ["user_id", "other_user_id", "similarity", "user_position", "other_user_position"],
-    "user_communities": ["user_id", "community_id", "community_size", "run_id"],
-    "community_summary": ["community_id", "size", "internal_edges", "top_genres", "modularity", "algorithm", "run_id"],
-}
-
 
 def now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)  # the server's session time zone is UTC
+    return delta.utc_now()
 
 
-def ensure_schema(spark: SparkSession) -> None:
-    spark.sql(f"create schema if not exists {SCHEMA}")
+def _check(df: DataFrame, table: Table) -> None:
+    if tuple(df.columns) != table.columns:
+        raise ValueError(f"{table.name}: columns {df.columns} differ from the declared {list(table.columns)}")
 
 
-def write(df: DataFrame, table: str) -> None:
-    """Replace ml.<table> with `df`, whose columns must be exactly the declared ones, in order."""
-    expected = COLUMNS[table]
-    if df.columns != expected:
-        raise ValueError(f"ml.{table}: columns {df.columns} differ from the declared {expected}")
-    ensure_schema(df.sparkSession)
-    save_table(df, f"{SCHEMA}.{table}", mode="overwrite")
+def write(df: DataFrame, table: Table) -> None:
+    """Replace `table` with `df`, whose columns must be exactly the declared ones, in order."""
+    _check(df, table)
+    delta.replace(df, table)
 
 
-def replace_rows_of_model(df: DataFrame, table: str, model_name: str) -> None:
-    """Rewrite ml.<table> keeping other models' rows (factors of both champions share a table)."""
-    from pyspark.sql import functions as F
-
-    spark = df.sparkSession
-    name = f"{SCHEMA}.{table}"
-    if spark.catalog.tableExists(name):
-        spark.catalog.refreshTable(name)
-        # Materialise the rows we keep before the table they come from is overwritten.
-        others = spark.table(name).where(F.col("model_name") != model_name).localCheckpoint()
-        df = others.unionByName(df)
-    write(df, table)
+def replace_rows_of_model(df: DataFrame, table: Table, model_name: str) -> None:
+    """Replace one model's rows of `table`, keeping the other's (both champions' factors share one)."""
+    _check(df, table)
+    delta.replace_where(df, table, f"model_name = {delta.quote(model_name)}")
 
 
 def run_rows(runs: Iterable[dict]) -> list[tuple]:
-    return [tuple(run[c] for c in MODEL_RUNS_COLUMNS) for run in runs]
-
-
-MODEL_RUNS_COLUMNS = [
-    "run_id", "parent_run_id", "experiment", "run_name", "model_type", "protocol", "status", "is_champion",
-    "started_at", "ended_at", "rmse", "mae", "precision_at_10", "recall_at_10", "ndcg_at_10", "map_at_10",
-    "val_rmse", "val_ndcg_at_10", "input_rows", "input_fingerprint", "code_version", "params", "metrics",
-]
-MODEL_RUNS_SCHEMA = (
-    "run_id string, parent_run_id string, experiment string, run_name string, model_type string, "
-    "protocol string, status string, is_champion boolean, started_at timestamp, ended_at timestamp, "
-    "rmse double, mae double, precision_at_10 double, recall_at_10 double, ndcg_at_10 double, "
-    "map_at_10 double, val_rmse double, val_ndcg_at_10 double, input_rows bigint, input_fingerprint string, "
-    "code_version string, params map<string,string>, metrics map<string,double>"
-)
+    return [tuple(run[c] for c in tables.MODEL_RUNS.columns) for run in runs]
 
 
 def write_model_runs(spark: SparkSession, experiment_names: Iterable[str]) -> int:
@@ -109,9 +73,7 @@ def write_model_runs(spark: SparkSession, experiment_names: Iterable[str]) -> in
                     "metrics": {k: float(v) for k, v in metrics.items()},
                 }
             )
-    ensure_schema(spark)
-    df = spark.createDataFrame(run_rows(rows), MODEL_RUNS_SCHEMA)
-    save_table(df, f"{SCHEMA}.model_runs", mode="overwrite")
+    delta.replace(spark.createDataFrame(run_rows(rows), tables.MODEL_RUNS.schema), tables.MODEL_RUNS)
     return len(rows)
 
 

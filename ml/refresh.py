@@ -1,6 +1,8 @@
 """Rewrite the recommendations of users whose ratings changed, from the fixed ranking champion.
 
-The streaming job calls `refresh` after each micro-batch with the users it touched. Everything
+`FoldIn` is the stream's `on_committed` callback (the CLI and the pipeline wire it in): after each
+micro-batch it refreshes the users the batch touched, merging their new top-N into
+ml.recommendations (one `MERGE INTO`, retried if it conflicts with a concurrent `lakehouse train`). Everything
 the fold-in needs is read from the tables `lakehouse train` wrote (ml.item_factors, the champion's
 parameters in ml.model_runs, gold.movies) and kept in memory until the champion changes; the
 users' ratings are every rating they have, batch-loaded (gold.ratings) or streamed
@@ -8,23 +10,22 @@ users' ratings are every rating they have, batch-loaded (gold.ratings) or stream
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ml import outputs, tracking
-from ml.data import RATINGS_TABLE
+from lakehouse import delta, tables
+from ml import tracking
 from ml.fold_in import ColdStart, FoldInModel
 from ml.ranking_model import RankingParams
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-RECOMMENDATIONS = f"{outputs.SCHEMA}.recommendations"
-STREAMED_RATINGS = "bronze.rating_events"
-MOVIES = "gold.movies"
+RECOMMENDATIONS = tables.RECOMMENDATIONS
 COLD_START_MODEL = "cold-start: popular in the user's first genres"
 MIN_RATINGS = 5  # fewer ratings than this: a cold-start list rather than a fold-in
 
@@ -47,8 +48,7 @@ def champion_run_id(spark: SparkSession) -> str | None:
     """The run whose item factors are served; it changes when `lakehouse train` publishes."""
     from pyspark.sql import functions as F
 
-    spark.catalog.refreshTable(f"{outputs.SCHEMA}.item_factors")
-    row = (spark.table(f"{outputs.SCHEMA}.item_factors").where(F.col("model_name") == tracking.RANKING_MODEL)
+    row = (spark.table(tables.ITEM_FACTORS.name).where(F.col("model_name") == tracking.RANKING_MODEL)
            .select("run_id").limit(1).collect())
     return row[0].run_id if row else None
 
@@ -56,22 +56,21 @@ def champion_run_id(spark: SparkSession) -> str | None:
 def load_state(spark: SparkSession) -> ServingState:
     from pyspark.sql import functions as F
 
-    for table in (f"{outputs.SCHEMA}.item_factors", f"{outputs.SCHEMA}.model_runs", RECOMMENDATIONS, MOVIES):
-        if not spark.catalog.tableExists(table):
-            raise NoChampion(f"{table} does not exist: run `lakehouse train` (and dbt) before streaming")
-        spark.catalog.refreshTable(table)
-    items = (spark.table(f"{outputs.SCHEMA}.item_factors").where(F.col("model_name") == tracking.RANKING_MODEL)
+    for table in (tables.ITEM_FACTORS, tables.MODEL_RUNS, RECOMMENDATIONS, tables.GOLD_MOVIES):
+        if not spark.catalog.tableExists(table.name):
+            raise NoChampion(f"{table.name} does not exist: run `lakehouse train` (and dbt) before streaming")
+    items = (spark.table(tables.ITEM_FACTORS.name).where(F.col("model_name") == tracking.RANKING_MODEL)
              .select("movie_id", "features", "model_version", "run_id").collect())
     if not items:
         raise NoChampion(f"ml.item_factors has no {tracking.RANKING_MODEL} rows: run `lakehouse train`")
     run_id, version = items[0].run_id, items[0].model_version
-    runs = spark.table(f"{outputs.SCHEMA}.model_runs").where(F.col("run_id") == run_id).select("params").collect()
+    runs = spark.table(tables.MODEL_RUNS.name).where(F.col("run_id") == run_id).select("params").collect()
     if not runs:
         raise NoChampion(f"run {run_id} of the served {tracking.RANKING_MODEL} is not in ml.model_runs")
     params = RankingParams.from_params(runs[0].params)
-    listing = spark.table(RECOMMENDATIONS).agg(F.max("rank").alias("n"), F.min("generated_at").alias("at")).first()
+    listing = spark.table(RECOMMENDATIONS.name).agg(F.max("rank").alias("n"), F.min("generated_at").alias("at")).first()
 
-    movies = spark.table(MOVIES).select("movie_id", "genres", "rating_count").collect()
+    movies = spark.table(tables.GOLD_MOVIES.name).select("movie_id", "genres", "rating_count").collect()
     counts = {m.movie_id: float(m.rating_count) for m in movies}
     movie_ids = np.array([r.movie_id for r in items])
     offset = None
@@ -91,10 +90,8 @@ def users_ratings(spark: SparkSession, user_ids: list[int]) -> dict[int, list[tu
     from pyspark.sql import functions as F
 
     columns = ["user_id", "movie_id", "rating", "rated_at"]
-    for table in (RATINGS_TABLE, STREAMED_RATINGS):
-        spark.catalog.refreshTable(table)
-    both = (spark.table(RATINGS_TABLE).select(*columns, F.lit(0).alias("streamed"))
-            .unionByName(spark.table(STREAMED_RATINGS).select(*columns, F.lit(1).alias("streamed")))
+    both = (spark.table(tables.GOLD_RATINGS.name).select(*columns, F.lit(0).alias("streamed"))
+            .unionByName(spark.table(tables.RATING_EVENTS.name).select(*columns, F.lit(1).alias("streamed")))
             .where(F.col("user_id").isin(user_ids)))
     latest = Window.partitionBy("user_id", "movie_id").orderBy(F.desc("rated_at"), F.desc("streamed"))
     rows = (both.withColumn("n", F.row_number().over(latest)).where("n = 1")
@@ -123,19 +120,44 @@ def recommendation_rows(state: ServingState, ratings: dict[int, list[tuple[int, 
     return rows
 
 
-RECOMMENDATIONS_SCHEMA = (
-    "user_id int, movie_id int, rank int, score double, model_name string, model_version string, "
-    "run_id string, generated_at timestamp, updated_at timestamp"
-)
-
-
-def refresh(spark: SparkSession, state: ServingState, user_ids: list[int]) -> DataFrame | None:
-    """Rewrite these users' rows of ml.recommendations; returns the new rows (None if no users)."""
-    from lakehouse.table_format import replace_rows
-
+def refresh(spark: SparkSession, state: ServingState, user_ids: list[int],
+            log: Callable[[str], None] | None = None) -> DataFrame | None:
+    """Merge these users' new top-N into ml.recommendations (their old rows beyond it deleted), in
+    one commit; returns the new rows (None if no users)."""
     if not user_ids:
         return None
-    rows = recommendation_rows(state, users_ratings(spark, user_ids), outputs.now())
-    frame = spark.createDataFrame(rows, RECOMMENDATIONS_SCHEMA)
-    replace_rows(frame, RECOMMENDATIONS, "user_id")
+    rows = recommendation_rows(state, users_ratings(spark, user_ids), delta.utc_now())
+    frame = spark.createDataFrame(rows, RECOMMENDATIONS.schema)
+    if log is not None:
+        log(f"fold-in: merging {len(user_ids)} users' lists into {RECOMMENDATIONS.name}")
+    delta.retry_conflicts(lambda: delta.merge(frame, RECOMMENDATIONS, delete_unmatched_in="user_id"),
+                          what="fold-in merge into ml.recommendations", log=log)
     return frame
+
+
+_serving: dict[str, ServingState] = {}  # the champion's fold-in state, per process (the stream's worker)
+
+
+@dataclass(frozen=True)
+class FoldIn:
+    """The stream's `on_committed` callback: fold a committed batch's users into the champion."""
+
+    def __call__(self, spark: SparkSession, accepted: DataFrame, log: Callable[[str], None]) -> int:
+        user_ids = [r.user_id for r in accepted.select("user_id").distinct().collect()]
+        if not user_ids:
+            return 0
+        try:
+            run_id = champion_run_id(spark) if spark.catalog.tableExists(tables.ITEM_FACTORS.name) else None
+            if run_id is None:
+                raise NoChampion("no ranking champion yet: run `lakehouse train`")
+            state = _serving.get(run_id)
+            if state is None:
+                state = load_state(spark)
+                _serving.clear()
+                _serving[run_id] = state
+                log(f"fold-in: champion {state.model_version} (run {run_id}), {len(state.model.movie_ids)} movies")
+        except NoChampion as reason:
+            log(f"fold-in skipped: {reason}")
+            return 0
+        refresh(spark, state, user_ids, log)
+        return len(user_ids)

@@ -14,11 +14,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lakehouse import tables
 from lakehouse.console import Stages, console, key_values, table
 from lakehouse.settings import Settings
 from ml import outputs, tracking
 from ml.communities import ALGORITHM, community_summary, communities, label_propagation, modularity, undirected_edges
-from ml.data import RATINGS_TABLE, load_ratings
+from ml.data import RATINGS_TABLE, load_ratings, read_version
 from ml.similarity import (
     FACTOR_VECTORS,
     RATING_VECTORS,
@@ -32,8 +33,8 @@ from ml.similarity import (
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-MOVIES_TABLE = "gold.movies"
-FACTORS_TABLE = f"{outputs.SCHEMA}.user_factors"
+MOVIES_TABLE = tables.GOLD_MOVIES.name
+FACTORS_TABLE = tables.USER_FACTORS.name
 PROTOCOL = "all ratings"
 MODEL_TYPE = "user_knn_label_propagation"
 LARGEST_SHOWN = 10  # communities listed in the printed outcome
@@ -96,12 +97,14 @@ def run_similarity(spark: SparkSession, settings: Settings, args: argparse.Names
         ratings, input_table = load_ratings(spark, args.ratings_table)
         ratings = ratings.localCheckpoint()
         users = ratings.select("user_id").distinct().count()
-        movies = _load_movies(spark, args.movies_table)
-        factors = _load_factors(spark) if args.vectors == "factors" else None
+        versions = {input_table.name: input_table.version}
+        movies = _load_movies(spark, args.movies_table, versions)
+        factors = _load_factors(spark, versions) if args.vectors == "factors" else None
         vectors = RATING_VECTORS if factors is None else FACTOR_VECTORS
         progress(f"{input_table.rows:,} ratings of {users:,} users; vectors: {vectors}")
     description = f"every rating of {input_table.name}; nothing held out (the graph is descriptive)"
-    tags = tracking.run_tags(input_table, PROTOCOL, description, MODEL_TYPE)
+    tags = {**tracking.run_tags(input_table, PROTOCOL, description, MODEL_TYPE),
+            **{f"delta.version.{name}": str(version) for name, version in versions.items()}}
     with mlflow.start_run(experiment_id=experiment, run_name=f"user similarity ({vectors})", tags=tags) as run:
         run_id = run.info.run_id
         mlflow.log_params({**params.as_params(), "vectors": vectors, "heatmap_users": args.heatmap_users,
@@ -117,7 +120,7 @@ def run_similarity(spark: SparkSession, settings: Settings, args: argparse.Names
             progress(f"{edges:,} edges; {covered:,} of {users:,} users have a neighbour")
         with stages.stage("heatmap"):
             active = most_active(ratings, args.heatmap_users).localCheckpoint()
-            outputs.write(similarity_matrix(ratings, active, params, factors), "user_similarity_matrix")
+            outputs.write(similarity_matrix(ratings, active, params, factors), tables.USER_SIMILARITY_MATRIX)
             progress(f"ml.user_similarity_matrix: the {args.heatmap_users} most active users, every pair")
         with stages.stage("communities"):
             graph = undirected_edges(neighbours).localCheckpoint()
@@ -131,8 +134,8 @@ def run_similarity(spark: SparkSession, settings: Settings, args: argparse.Names
             q = modularity(graph, members)
             summary = community_summary(members, graph, ratings, movies).localCheckpoint()
             outputs.write(members.select("user_id", "community_id", "community_size", _lit(run_id, "run_id")),
-                          "user_communities")
-            outputs.write(_with_run(summary, q, run_id), "community_summary")
+                          tables.USER_COMMUNITIES)
+            outputs.write(_with_run(summary, q, run_id), tables.COMMUNITY_SUMMARY)
             largest = [tuple(r) for r in summary.orderBy("community_id").limit(LARGEST_SHOWN).collect()]
             count = summary.count()
             progress(f"{count:,} communities, modularity {q:.3f}")
@@ -147,23 +150,21 @@ def run_similarity(spark: SparkSession, settings: Settings, args: argparse.Names
     return outcome
 
 
-def _load_movies(spark: SparkSession, table: str) -> DataFrame:
-    """(movie_id, genres) of the movies table."""
+def _load_movies(spark: SparkSession, table: str, versions: dict[str, int]) -> DataFrame:
+    """(movie_id, genres) of the movies table; its version goes into `versions`."""
     from pyspark.sql import functions as F
 
-    if not spark.catalog.tableExists(table):
-        raise SystemExit(f"{table} does not exist: run `make run` (ingest + dbt build) first.")
-    spark.catalog.refreshTable(table)
-    return spark.table(table).select(F.col("movie_id").cast("int"), F.col("genres"))
+    movies, versions[table] = read_version(spark, table)
+    return movies.select(F.col("movie_id").cast("int"), F.col("genres"))
 
 
-def _load_factors(spark: SparkSession) -> DataFrame:
-    """(user_id, features) of the served ranking model."""
+def _load_factors(spark: SparkSession, versions: dict[str, int]) -> DataFrame:
+    """(user_id, features) of the served ranking model; its table's version goes into `versions`."""
     from pyspark.sql import functions as F
 
     if spark.catalog.tableExists(FACTORS_TABLE):
-        spark.catalog.refreshTable(FACTORS_TABLE)
-        factors = spark.table(FACTORS_TABLE).where(F.col("model_name") == tracking.RANKING_MODEL).select(
+        snapshot, versions[FACTORS_TABLE] = read_version(spark, FACTORS_TABLE)
+        factors = snapshot.where(F.col("model_name") == tracking.RANKING_MODEL).select(
             F.col("user_id").cast("int"), F.col("features")
         ).localCheckpoint()
         if not factors.isEmpty():
@@ -182,7 +183,7 @@ def _write_neighbours(neighbours: DataFrame, vectors: str, run_id: str) -> None:
     outputs.write(
         neighbours.select("user_id", "neighbour_id", "rank", "similarity", "co_rated",
                           _lit(vectors, "vectors"), _lit(run_id, "run_id")),
-        "user_similarity",
+        tables.USER_SIMILARITY,
     )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lakehouse import delta, tables
 from lakehouse.console import console, table
 from lakehouse.settings import Settings
 from ml import outputs, tracking
@@ -60,6 +61,8 @@ class TrainOutcome:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", choices=("all", "rating", "ranking"), default="all")
     parser.add_argument("--table", default=RATINGS_TABLE, help="ratings table (default %(default)s)")
+    parser.add_argument("--as-of", type=int, metavar="VERSION",
+                        help="train on this Delta version of the ratings table (time travel; default: the current one)")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="holdout", help="rating-prediction protocol")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="held out by holdout/temporal/per-user")
     parser.add_argument("--folds-dir", type=Path, help="ml-100k folder with u1.base/u1.test ... (official-folds)")
@@ -81,9 +84,10 @@ def run_training(spark: SparkSession, settings: Settings, args: argparse.Namespa
         console.print(f"[dim]{time.monotonic() - started:7.1f}s[/] {message}")
 
     client = tracking.configure(settings)
-    ratings, input_table = load_ratings(spark, args.table)
+    ratings, input_table = load_ratings(spark, args.table, getattr(args, "as_of", None))
     ratings = ratings.localCheckpoint()
-    progress(f"{input_table.name}: {input_table.rows:,} ratings, fingerprint {input_table.fingerprint}, format {input_table.table_format}")
+    progress(f"{input_table.name} version {input_table.version}{' (--as-of)' if input_table.as_of else ''}: "
+             f"{input_table.rows:,} ratings, fingerprint {input_table.fingerprint}")
     rating = ranking = None
     registered: dict[str, str] = {}
     common = {"settings": settings, "input_table": input_table, "validation_fraction": args.validation_fraction,
@@ -139,7 +143,7 @@ def _publish_rating(client, result: RatingResult, ratings, args) -> str:
         F.lit(result.champion_run_id).alias("run_id"), F.lit(name).alias("model_name"), F.lit(args.protocol).alias("protocol"),
         "split", "user_id", "movie_id", "rating", "prediction", (F.col("prediction") - F.col("rating")).alias("error"), "cold_start",
     )
-    outputs.write(predictions, "predictions")
+    outputs.write(predictions, tables.PREDICTIONS)
     als = next((c for c in result.serving.components if isinstance(c, FittedAls) and c.on_residuals), None)
     if als is not None:  # the fold-in of new ratings needs the residual factors and the biases
         _write_factors(als.model, name, version, result.champion_run_id,
@@ -163,13 +167,15 @@ def _publish_ranking(client, result: RankingResult, ratings, args) -> str:
         "user_id", "movie_id", "rank", "score", F.lit(name).alias("model_name"), F.lit(version).alias("model_version"),
         F.lit(result.champion_run_id).alias("run_id"), generated_at.alias("generated_at"), generated_at.alias("updated_at"),
     )
-    outputs.write(recommendations, "recommendations")
+    # The stream's fold-in merges into this table meanwhile: a conflict is retried on the new snapshot.
+    delta.retry_conflicts(lambda: outputs.write(recommendations, tables.RECOMMENDATIONS),
+                          what="ml.recommendations", log=console.print)
     _write_factors(result.serving.als, name, version, result.champion_run_id, None, None)
     items = result.serving.als.itemFactors.select(F.col("id").alias("movie_id"), F.col("features").alias("i_features"))
     similar = similar_items(items, args.top_n).select(
         "movie_id", "similar_movie_id", "rank", "similarity", F.lit(name).alias("model_name"), F.lit(version).alias("model_version")
     )
-    outputs.write(similar, "similar_movies")
+    outputs.write(similar, tables.SIMILAR_MOVIES)
     return version
 
 
@@ -186,8 +192,8 @@ def _write_factors(model, name: str, version: str, run_id: str, user_bias, item_
     users = with_bias(model.userFactors, "user_id", user_bias).select(
         *meta, "user_id", "bias", "features", F.lit(outputs.now()).cast("timestamp").alias("updated_at"))
     items = with_bias(model.itemFactors, "movie_id", item_bias).select(*meta, "movie_id", "bias", "features")
-    outputs.replace_rows_of_model(users, "user_factors", name)
-    outputs.replace_rows_of_model(items, "item_factors", name)
+    outputs.replace_rows_of_model(users, tables.USER_FACTORS, name)
+    outputs.replace_rows_of_model(items, tables.ITEM_FACTORS, name)
 
 
 def print_outcome(outcome: TrainOutcome) -> None:

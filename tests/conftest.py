@@ -35,6 +35,9 @@ def lakehouse_settings(tmp_path_factory):
         "LAKEHOUSE_STREAM_DIR": str(home / "landing"),  # never the repository's stream/ratings
         "LAKEHOUSE_SUPERSET_PORT": str(free_port()),
         "LAKEHOUSE_SUPERSET_ENV": str(home / "superset.env"),  # never the repository's .env
+        # Delta's jars: fetched into the repository's (git-ignored) test cache on the first run of
+        # a fresh clone, checked against their pinned hashes and reused by every later server.
+        "LAKEHOUSE_JAR_CACHE": os.environ.get("LAKEHOUSE_JAR_CACHE") or str(REPO / ".cache" / "jars"),
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)

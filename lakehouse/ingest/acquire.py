@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from lakehouse.ingest.datasets import DatasetSpec, FileKind
+from lakehouse.datasets import DatasetSpec, FileKind
 
 Progress = Callable[[int, int | None], None]  # (bytes done, total bytes or None when unknown)
 

@@ -20,15 +20,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lakehouse.datasets import HOLDOUT_HEADER as HEADER
+
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import Column, DataFrame
-
-HEADER = ("user_id", "movie_id", "rating", "timestamp")
-
-
-def holdout_file(holdout_dir: Path, dataset: str) -> Path:
-    return holdout_dir / dataset / "ratings.csv"
 
 
 def check_fraction(fraction: float) -> float:

@@ -3,9 +3,10 @@
 Per file: parse on the client (row-level checks), ship good rows in Arrow chunks to a stage
 table, run the set-level checks in Spark (lakehouse/ingest/validate.py), append accepted rows to
 the bronze table and every rejected row to `bronze.quarantine`, then record the file in
-`bronze.ingest_log`. That ledger row is the commit: each file has its own `load_id` partition, so a
-load that died before its ledger row is dropped whole on the next run, and a file whose checksum
-is already in the ledger is skipped.
+`bronze.ingest_log`. That ledger row is the commit: each file's rows carry their own `load_id`, so
+a load that died before its ledger row is deleted whole on the next run (dbt's staging reads only
+committed loads meanwhile), and a file whose checksum is already in the ledger is skipped. Every
+write is a Delta commit; one ingest at a time per data directory (a lock file).
 
 With a holdout fraction the latest ratings stay out of bronze and go to a file for the replay
 (lakehouse/ingest/holdout.py): per file, rows read = loaded + quarantined + held out.
@@ -26,18 +27,17 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakehouse.ingest import bronze, validate
+from lakehouse import delta, tables
+from lakehouse.datasets import FileKind, holdout_file
+from lakehouse.ingest import validate
 from lakehouse.ingest.acquire import DatasetFiles
-from lakehouse.ingest.datasets import FileKind
-from lakehouse.ingest.holdout import check_fraction, find_cutoff, holdout_file, remove_holdout, write_holdout
+from lakehouse.ingest.holdout import check_fraction, find_cutoff, remove_holdout, write_holdout
 from lakehouse.ingest.parsers import Rejected, parse_file
-from lakehouse.stream import tables as stream_tables
-from lakehouse.table_format import drop_partition, save_table
 
 CHUNK_ROWS = 200_000
 # Movies first: the ratings' unknown-movie check reads bronze.movies.
 LOAD_ORDER: tuple[FileKind, ...] = ("movies", "users", "ratings")
-TARGETS = {"movies": bronze.MOVIES, "users": bronze.USERS, "ratings": bronze.RATINGS}
+TARGETS = {"movies": tables.MOVIES, "users": tables.USERS, "ratings": tables.RATINGS}
 KEYS = {"movies": "movie_id", "users": "user_id"}
 LINEAGE_ADDED_IN_SPARK = ("source_file", "ingested_at", "load_id")
 HELD_OUT_COLUMNS = ["user_id", "movie_id", "rating", "epoch_seconds"]
@@ -80,55 +80,61 @@ class IngestReport:
 
 def stage_schema(kind: FileKind) -> T.StructType:
     """The bronze columns the parser provides, plus the raw line for the set-level rejects."""
-    target = bronze.TABLE_SCHEMAS[TARGETS[kind]]
+    target = TARGETS[kind].schema
     fields = [f for f in target.fields if f.name not in LINEAGE_ADDED_IN_SPARK]
     return T.StructType([*fields, T.StructField("raw_line", T.StringType(), False)])
 
 
 def ensure_tables(spark: SparkSession) -> None:
-    spark.sql(f"create database if not exists {bronze.SCHEMA}")
-    for table, schema in bronze.TABLE_SCHEMAS.items():
-        if not spark.catalog.tableExists(table):
-            empty = spark.createDataFrame([], schema)
-            save_table(empty, table, mode="append", partition_by=["load_id"])
-        else:
-            add_missing_columns(spark, table, schema)
+    """The bronze tables of the batch ingest and of the stream (dbt's sources exist before the
+    first stream runs), created empty as Delta tables, or brought up to their declared columns."""
+    for table in (*tables.BRONZE_INGEST, *tables.BRONZE_STREAM):
+        if not delta.create_if_missing(spark, table):
+            add_missing_columns(spark, table)
 
 
-def add_missing_columns(spark: SparkSession, table: str, schema: T.StructType) -> list[str]:
-    """Bring a table made by an older version up to `schema` (new columns are nullable)."""
-    present = {name.lower() for name in spark.table(table).columns}
-    missing = [f for f in schema.fields if f.name.lower() not in present]
+def add_missing_columns(spark: SparkSession, table: tables.Table) -> list[str]:
+    """Bring a table made by an older version up to its declared schema (new columns are nullable)."""
+    present = {name.lower() for name in spark.table(table.name).columns}
+    missing = [f for f in table.schema.fields if f.name.lower() not in present]
     if not missing:
         return []
     required = [f.name for f in missing if not f.nullable]
     if required:
-        raise IngestError(f"{table} lacks the columns {', '.join(required)}; run ingest with --replace")
-    columns = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in missing)
-    spark.sql(f"alter table {table} add columns ({columns})")
+        raise IngestError(f"{table.name} lacks the columns {', '.join(required)}; run ingest with --replace")
+    # Each at its declared place (load_id stays last), as Delta's ADD COLUMNS ... AFTER allows.
+    declared = [f.name for f in table.schema.fields]
+    placed = []
+    for f in missing:
+        index = declared.index(f.name)
+        where = f"after {declared[index - 1]}" if index else "first"
+        placed.append(f"{f.name} {f.dataType.simpleString()} {where}")
+    spark.sql(f"alter table {table.name} add columns ({', '.join(placed)})")
     return [f.name for f in missing]
 
 
 def drop_bronze(spark: SparkSession) -> None:
-    """Every bronze table, the stream's too: its ratings belong to the dataset being replaced."""
-    for table in (*bronze.TABLE_SCHEMAS, *stream_tables.TABLE_SCHEMAS):
-        spark.sql(f"drop table if exists {table}")
+    """Every bronze table, the stream's too (its ratings belong to the dataset being replaced), and
+    gold.ratings: dbt merges new ratings into it incrementally, so after a reload it must start
+    again from nothing (the next `dbt build` rebuilds it whole)."""
+    for table in (*tables.BRONZE_INGEST, *tables.BRONZE_STREAM, tables.GOLD_RATINGS):
+        spark.sql(f"drop table if exists {table.name}")
 
 
 def committed(spark: SparkSession) -> DataFrame:
-    return spark.table(bronze.INGEST_LOG)
+    return spark.table(tables.INGEST_LOG.name)
 
 
 def recover_unfinished_loads(spark: SparkSession) -> list[str]:
-    """Drop every partition whose load never reached the ledger (a crash mid-load)."""
+    """Delete the rows of every load that never reached the ledger (a crash mid-load)."""
     done = {r.load_id for r in committed(spark).select("load_id").distinct().collect()}
     dropped = []
-    for table in (bronze.RATINGS, bronze.MOVIES, bronze.USERS, bronze.QUARANTINE):
-        present = {r.load_id for r in spark.table(table).select("load_id").distinct().collect()}
-        # The stream's quarantine partitions have their own ledger (bronze.stream_batches).
-        for load_id in sorted(present - done - stream_tables.stream_load_ids(present)):
-            drop_partition(spark, table, "load_id", load_id)
-            dropped.append(f"{table}:{load_id}")
+    for table in (tables.RATINGS, tables.MOVIES, tables.USERS, tables.QUARANTINE):
+        present = {r.load_id for r in spark.table(table.name).select("load_id").distinct().collect()}
+        # The stream's quarantine rows have their own ledger (bronze.stream_batches).
+        for load_id in sorted(present - done - tables.stream_load_ids(present)):
+            delta.delete(spark, table, f"load_id = {delta.quote(load_id)}")
+            dropped.append(f"{table.name}:{load_id}")
     return dropped
 
 
@@ -190,7 +196,7 @@ def quarantine_frame(
     rows = [
         (source_file, r.line_number, r.raw_line, r.reason, target, at, load_id) for r in rejects
     ]
-    return spark.createDataFrame(rows, bronze.QUARANTINE_SCHEMA)
+    return spark.createDataFrame(rows, tables.QUARANTINE.schema)
 
 
 def with_lineage(staged: DataFrame, kind: FileKind, source_file: str, load_id: str, at: datetime) -> DataFrame:
@@ -200,7 +206,7 @@ def with_lineage(staged: DataFrame, kind: FileKind, source_file: str, load_id: s
         "ingested_at": F.lit(at).cast("timestamp"),
         "load_id": F.lit(load_id),
     }
-    target = bronze.TABLE_SCHEMAS[TARGETS[kind]]
+    target = TARGETS[kind].schema
     return staged.select(
         *[lineage[f.name].alias(f.name) if f.name in lineage else F.col(f.name) for f in target.fields]
     )
@@ -218,8 +224,8 @@ def rejected_to_quarantine(validated: DataFrame, source_file: str, target: str, 
     )
 
 
-def partition_count(spark: SparkSession, table: str, load_id: str) -> int:
-    return spark.table(table).where(F.col("load_id") == load_id).count()
+def load_count(spark: SparkSession, table: tables.Table, load_id: str) -> int:
+    return spark.table(table.name).where(F.col("load_id") == load_id).count()
 
 
 def load_file(
@@ -238,7 +244,7 @@ def load_file(
     assert spec is not None
     source_file = files.relative_name(kind)
     target = TARGETS[kind]
-    stage_table = f"{bronze.SCHEMA}.ingest_stage_{kind}"
+    stage_table = tables.ingest_stage(kind).name
     schema = stage_schema(kind)
     spark.sql(f"drop table if exists {stage_table}")
 
@@ -258,10 +264,10 @@ def load_file(
             if holding_out:
                 seconds.append(arrow.column("epoch_seconds").to_numpy())
             chunk = spark.createDataFrame(arrow)
-            save_table(chunk, stage_table, mode="append")
+            delta.append(chunk, stage_table)
         if rejects:
-            frame = quarantine_frame(spark, rejects, source_file, target, load_id, now)
-            save_table(frame, bronze.QUARANTINE, mode="append", partition_by=["load_id"])
+            frame = quarantine_frame(spark, rejects, source_file, target.name, load_id, now)
+            delta.append(frame, tables.QUARANTINE)
         good, rejects = [], []
 
     with files.open(kind) as stream:
@@ -288,7 +294,7 @@ def load_file(
             cutoff = find_cutoff(staged, np.concatenate(seconds), holdout_fraction)
             seconds.clear()
         if kind == "ratings":
-            validated = validate.validate_ratings(staged, spark.table(bronze.MOVIES))
+            validated = validate.validate_ratings(staged, spark.table(tables.MOVIES.name))
         else:
             validated = validate.validate_keyed(staged, KEYS[kind])
         # Computed once, written twice (three times with a holdout): accepted rows to the table,
@@ -299,10 +305,10 @@ def load_file(
             held_out = valid.where(cutoff.held_out()).select(*HELD_OUT_COLUMNS).toPandas()
             valid = valid.where(~cutoff.held_out())
         accepted = with_lineage(valid, kind, source_file, load_id, now)
-        save_table(accepted, target, mode="append", partition_by=["load_id"])
+        delta.append(accepted, target)
         if validated.where(F.col("reason").isNotNull()).count():
-            quarantined = rejected_to_quarantine(validated, source_file, target, load_id, now)
-            save_table(quarantined, bronze.QUARANTINE, mode="append", partition_by=["load_id"])
+            quarantined = rejected_to_quarantine(validated, source_file, target.name, load_id, now)
+            delta.append(quarantined, tables.QUARANTINE)
         validated.unpersist()
     spark.sql(f"drop table if exists {stage_table}")
 
@@ -314,8 +320,8 @@ def load_file(
         else:
             remove_holdout(holdout_path)  # left from an earlier split: no longer the bronze complement
 
-    loaded = partition_count(spark, target, load_id)
-    quarantined_count = partition_count(spark, bronze.QUARANTINE, load_id)
+    loaded = load_count(spark, target, load_id)
+    quarantined_count = load_count(spark, tables.QUARANTINE, load_id)
     if read != loaded + quarantined_count + held_out_count:
         raise IngestError(
             f"{source_file}: {read} rows read but {loaded} loaded + {quarantined_count} quarantined "
@@ -328,7 +334,7 @@ def load_file(
                 files.dataset.name,
                 source_file,
                 files.sha256(kind),
-                target,
+                target.name,
                 read,
                 loaded,
                 quarantined_count,
@@ -339,11 +345,11 @@ def load_file(
                 load_id,
             )
         ],
-        bronze.INGEST_LOG_SCHEMA,
+        tables.INGEST_LOG.schema,
     )
-    save_table(ledger, bronze.INGEST_LOG, mode="append", partition_by=["load_id"])
+    delta.append(ledger, tables.INGEST_LOG)  # the commit
     return FileReport(
-        source_file, target, read, loaded, quarantined_count, time.monotonic() - started,
+        source_file, target.name, read, loaded, quarantined_count, time.monotonic() - started,
         rows_held_out=held_out_count,
     )
 
@@ -378,21 +384,20 @@ def ingest(
     if replace:
         drop_bronze(spark)
     ensure_tables(spark)
-    stream_tables.ensure_tables(spark)  # dbt's stream sources exist before the first stream runs
     report.recovered_loads = recover_unfinished_loads(spark)
     check_single_dataset(spark, dataset)
 
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
     kinds = [kind for kind in LOAD_ORDER if files.dataset.file(kind) is not None]
     # Every file's earlier load first, so a refused holdout change loads nothing at all.
-    previous = {kind: already_loaded(spark, TARGETS[kind], files.sha256(kind)) for kind in kinds}
+    previous = {kind: already_loaded(spark, TARGETS[kind].name, files.sha256(kind)) for kind in kinds}
     if previous.get("ratings"):
         check_same_holdout(previous["ratings"], holdout_fraction, files.relative_name("ratings"), dataset)
     for kind in kinds:
         source_file = files.relative_name(kind)
         if previous[kind]:
             report.files.append(
-                FileReport(source_file, TARGETS[kind], 0, 0, 0, 0.0, f"unchanged since load {previous[kind][0]}")
+                FileReport(source_file, TARGETS[kind].name, 0, 0, 0, 0.0, f"unchanged since load {previous[kind][0]}")
             )
             continue
         load_id = f"{stamp}-{dataset}-{kind}"
@@ -404,7 +409,7 @@ def ingest(
     new_loads = [f"{stamp}-{dataset}-{kind}" for kind in LOAD_ORDER]
     report.reasons = [
         (r.reason_kind, r.n)
-        for r in spark.table(bronze.QUARANTINE)
+        for r in spark.table(tables.QUARANTINE.name)
         .where(F.col("load_id").isin(new_loads))
         .select(F.regexp_replace("reason", r"[0-9]+", "N").alias("reason_kind"))
         .groupBy("reason_kind")

@@ -17,10 +17,19 @@ import math
 import re
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import BinaryIO, Callable, Iterable, Iterator, NamedTuple
 
-from lakehouse.ingest.datasets import DatasetSpec, FileKind, FileSpec, Layout, RatingScale
+from lakehouse.datasets import (
+    EARLIEST_TIMESTAMP,
+    FUTURE_SLACK,
+    MAX_ID,
+    DatasetSpec,
+    FileKind,
+    FileSpec,
+    Layout,
+    RatingScale,
+)
 
 # Order of the 19 genre flags in ml-100k's u.item (as listed in u.genre).
 ML_100K_GENRES: tuple[str, ...] = (
@@ -38,11 +47,6 @@ CSV_HEADERS: dict[FileKind, tuple[str, ...]] = {
     "movies": ("movieId", "title", "genres"),
 }
 
-# MovieLens ratings start in 1995; anything earlier is a broken timestamp.
-EARLIEST_TIMESTAMP = datetime(1995, 1, 1, tzinfo=timezone.utc)
-# Clocks differ; a rating made "tomorrow" by a few hours is not an error.
-FUTURE_SLACK = timedelta(days=1)
-
 # A quoted CSV field may span lines, but a quote left open this long is a stray quote: the
 # record's first line is rejected and parsing resumes on the next line, so one bad quote cannot
 # swallow the rest of a 25-million-line file.
@@ -51,8 +55,6 @@ MAX_QUOTED_LINES = 50
 _READ_CHUNK = 1 << 20
 _SEPARATORS: dict[Layout, str] = {"tab": "\t", "pipe": "|", "double_colon": "::", "csv": ","}
 _SIGNED_INT = re.compile(r"-?[0-9]+")
-# Ids are 32-bit integers in the bronze tables; a larger one must be a rejected row, not a crash.
-MAX_ID = 2**31 - 1
 # Longer digit strings are refused before int() sees them (it refuses over 4300 digits anyway).
 _MAX_DIGITS = 20
 # Reasons stay short: a value quoted in one is cut to this many characters.

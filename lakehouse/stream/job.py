@@ -9,7 +9,8 @@ the checkpoint lives under <data dir>/checkpoints. Each batch goes through Batch
 This process only starts the query and watches it: in the foreground with a status line, or
 detached (`--detach`) with its output in <data dir>/logs/stream.log, stopped by `--stop`.
 Half-written files are never read: writers (`lakehouse replay`, the API) write a name starting
-with '.', which the file source ignores, and rename it when complete.
+with '.', which the file source ignores, and rename it when complete. What happens once a batch
+is committed (the fold-in of new ratings) is a callback, `on_committed`, that the caller wires in.
 """
 from __future__ import annotations
 
@@ -24,14 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lakehouse import delta, tables
 from lakehouse.background import Background
 from lakehouse.console import console
 from lakehouse.settings import Settings
-from lakehouse.stream import tables
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
     from pyspark.sql.streaming import StreamingQuery
+
+    from lakehouse.stream.sink import OnCommitted
 
 QUERY_NAME = "rating_events"
 
@@ -61,26 +64,27 @@ def stream_id(settings: Settings) -> str:
 
 def dataset_scale(spark: SparkSession):
     """The rating scale of the dataset in bronze (streamed ratings must be on it)."""
-    from lakehouse.ingest import bronze
-    from lakehouse.ingest.datasets import get_dataset
+    from lakehouse.datasets import get_dataset
 
-    if not spark.catalog.tableExists(bronze.INGEST_LOG):
+    if not spark.catalog.tableExists(tables.INGEST_LOG.name):
         raise StreamError("Nothing has been ingested yet: run `lakehouse ingest` (or `make run`) before streaming.")
-    names = [r.dataset for r in spark.table(bronze.INGEST_LOG).select("dataset").distinct().collect()]
+    names = [r.dataset for r in spark.table(tables.INGEST_LOG.name).select("dataset").distinct().collect()]
     if len(names) != 1:
         raise StreamError(f"bronze holds {len(names)} datasets ({names}); the stream needs exactly one")
     return get_dataset(names[0]).scale
 
 
-def start_query(spark: SparkSession, settings: Settings, *, refresh_recommendations: bool = True) -> StreamingQuery:
+def start_query(spark: SparkSession, settings: Settings, *, on_committed: OnCommitted | None = None) -> StreamingQuery:
+    """Start the query on the server; `on_committed` runs after each batch's bronze commit."""
     from pyspark.sql import functions as F
 
     from lakehouse.stream.sink import BatchSink
 
-    tables.ensure_tables(spark)
+    for table in tables.BRONZE_STREAM:
+        delta.create_if_missing(spark, table)
     for folder in (settings.stream_dir, settings.stream_archive_dir, settings.logs_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    sink = BatchSink(stream_id(settings), dataset_scale(spark), str(settings.stream_log), refresh_recommendations)
+    sink = BatchSink(stream_id(settings), dataset_scale(spark), str(settings.stream_log), on_committed)
     source = (
         spark.readStream.format("text")
         .option("maxFilesPerTrigger", settings.stream_max_files_per_trigger)
@@ -113,8 +117,7 @@ def totals(spark: SparkSession, settings: Settings) -> Totals:
     """What this stream (this checkpoint) has committed so far, from its ledger."""
     from pyspark.sql import functions as F
 
-    spark.catalog.refreshTable(tables.STREAM_BATCHES)
-    batches = spark.table(tables.STREAM_BATCHES).where(F.col("query_id") == stream_id(settings))
+    batches = spark.table(tables.STREAM_BATCHES.name).where(F.col("query_id") == stream_id(settings))
     row = batches.agg(
         F.count(F.lit(1)).alias("batches"), F.sum("rows_read").alias("read"), F.sum("rows_accepted").alias("accepted"),
         F.sum("rows_quarantined").alias("quarantined"), F.sum("users_refreshed").alias("users"),
@@ -124,17 +127,18 @@ def totals(spark: SparkSession, settings: Settings) -> Totals:
                   int(row.users or 0), row.last, row.latency)
 
 
-def run_foreground(settings: Settings, *, refresh_recommendations: bool = True, duration: float | None = None) -> int:
+def run_foreground(settings: Settings, *, on_committed: OnCommitted | None = None,
+                   duration: float | None = None) -> int:
     """Run the stream until SIGINT/SIGTERM (or `duration` seconds), showing its progress."""
     from lakehouse.session import connect
 
     spark = connect(settings)
-    query = start_query(spark, settings, refresh_recommendations=refresh_recommendations)
+    query = start_query(spark, settings, on_committed=on_committed)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     settings.run_dir.mkdir(parents=True, exist_ok=True)
-    console.print(f"Streaming {settings.stream_dir} -> {tables.RATING_EVENTS} every {settings.stream_trigger_seconds:g}s "
+    console.print(f"Streaming {settings.stream_dir} -> {tables.RATING_EVENTS.name} every {settings.stream_trigger_seconds:g}s "
                   f"(checkpoint {settings.stream_checkpoint}; log {settings.stream_log}). Ctrl-C stops.")
     started, last_line = time.monotonic(), ""
     try:
@@ -182,12 +186,13 @@ def running_pid(settings: Settings) -> int | None:
     return background(settings).running_pid()
 
 
-def detach(settings: Settings, *, refresh_recommendations: bool = True, timeout: float = 120.0) -> int:
-    """Start the stream in a background process; returns its pid once the query runs."""
+def detach(settings: Settings, *, fold_in: bool = True, timeout: float = 120.0) -> int:
+    """Start `lakehouse stream` (which wires the fold-in unless `fold_in` is False) in a background
+    process; returns its pid once the query runs."""
     if (pid := running_pid(settings)) is not None:
         raise StreamError(f"The stream already runs (pid {pid}); `lakehouse stream --stop` stops it.")
     status_file(settings).unlink(missing_ok=True)
-    command = [sys.executable, "-m", "lakehouse.cli", "stream"] + ([] if refresh_recommendations else ["--no-fold-in"])
+    command = [sys.executable, "-m", "lakehouse.cli", "stream"] + ([] if fold_in else ["--no-fold-in"])
     return background(settings).start(command, status_file(settings).exists, timeout,
                                       env={**os.environ, **settings.as_env()}, error=StreamError)
 

@@ -19,8 +19,7 @@ from datetime import timedelta
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from lakehouse.ingest.datasets import RatingScale
-from lakehouse.ingest.parsers import EARLIEST_TIMESTAMP, FUTURE_SLACK, MAX_ID
+from lakehouse.datasets import EARLIEST_TIMESTAMP, FUTURE_SLACK, MAX_ID, RatingScale
 
 FIELDS = ("user_id", "movie_id", "rating", "timestamp")
 # Header spellings: MovieLens' own CSVs say userId/movieId; ours say user_id/movie_id.

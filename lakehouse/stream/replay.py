@@ -38,8 +38,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 from lakehouse.console import console, key_values
-from lakehouse.ingest.holdout import HEADER as HOLDOUT_HEADER
-from lakehouse.ingest.holdout import holdout_file
+from lakehouse.datasets import HOLDOUT_HEADER, holdout_file
 from lakehouse.settings import Settings
 
 HEADER = ",".join(HOLDOUT_HEADER)  # user_id,movie_id,rating,timestamp
@@ -156,18 +155,18 @@ def known_ids(settings: Settings, spark=None) -> tuple[list[int], list[int]]:
     """User and movie ids in bronze, read over Spark Connect."""
     from pyspark.sql import functions as F
 
-    from lakehouse.ingest import bronze
+    from lakehouse import tables
     from lakehouse.session import connect
 
     spark = spark or connect(settings)
-    for table in (bronze.RATINGS, bronze.MOVIES):
+    for table in (tables.RATINGS.name, tables.MOVIES.name):
         if not spark.catalog.tableExists(table):
             raise ValueError(f"{table} does not exist: run `lakehouse ingest` first, or pass --users N --movies N")
-    user_ids = spark.table(bronze.RATINGS).select("user_id")
-    if spark.catalog.tableExists(bronze.USERS):
-        user_ids = user_ids.union(spark.table(bronze.USERS).select("user_id"))
+    user_ids = spark.table(tables.RATINGS.name).select("user_id")
+    if spark.catalog.tableExists(tables.USERS.name):
+        user_ids = user_ids.union(spark.table(tables.USERS.name).select("user_id"))
     users = sorted(r.user_id for r in user_ids.distinct().collect())
-    movies = sorted(r.movie_id for r in spark.table(bronze.MOVIES).select(F.col("movie_id")).distinct().collect())
+    movies = sorted(r.movie_id for r in spark.table(tables.MOVIES.name).select(F.col("movie_id")).distinct().collect())
     if not users or not movies:
         raise ValueError("bronze holds no users or no movies: run `lakehouse ingest` first, or pass --users N --movies N")
     return users, movies

@@ -7,9 +7,10 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from lakehouse import tables
 from lakehouse.console import table
 from lakehouse.settings import Settings
-from lakehouse.stream import job, replay, tables
+from lakehouse.stream import job, replay
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -35,9 +36,8 @@ def top_lists(spark: SparkSession, users: list[int], n: int = 10) -> dict[int, l
     """Each user's top-n titles, best first."""
     from pyspark.sql import functions as F
 
-    spark.catalog.refreshTable("ml.recommendations")
-    rows = (spark.table("ml.recommendations").where(F.col("user_id").isin(users) & (F.col("rank") <= n))
-            .join(spark.table("gold.movies").select("movie_id", "title"), "movie_id")
+    rows = (spark.table(tables.RECOMMENDATIONS.name).where(F.col("user_id").isin(users) & (F.col("rank") <= n))
+            .join(spark.table(tables.GOLD_MOVIES.name).select("movie_id", "title"), "movie_id")
             .select("user_id", "rank", "title").collect())
     lists: dict[int, list[tuple[int, str]]] = {u: [] for u in users}
     for r in rows:
@@ -48,10 +48,8 @@ def top_lists(spark: SparkSession, users: list[int], n: int = 10) -> dict[int, l
 def committed_rows(spark: SparkSession, names: set[str]) -> int:
     from pyspark.sql import functions as F
 
-    spark.catalog.refreshTable(tables.STREAM_BATCHES)
-    spark.catalog.refreshTable(tables.STREAM_FILES)
-    batches = spark.table(tables.STREAM_BATCHES).select("load_id")  # a file counts once its batch is committed
-    files = spark.table(tables.STREAM_FILES).where(F.col("source_file").isin(list(names))).join(batches, "load_id", "left_semi")
+    batches = spark.table(tables.STREAM_BATCHES.name).select("load_id")  # a file counts once its batch is committed
+    files = spark.table(tables.STREAM_FILES.name).where(F.col("source_file").isin(list(names))).join(batches, "load_id", "left_semi")
     return int(files.agg(F.sum("rows_read")).first()[0] or 0)
 
 

@@ -9,6 +9,18 @@ source as (
 
 ),
 
+ingest_log as (
+
+    select * from {{ source('movielens', 'ingest_log') }}
+
+),
+
+committed as (
+
+    {{ committed_only('source', 'ingest_log') }}
+
+),
+
 renamed as (
 
     select
@@ -26,7 +38,7 @@ renamed as (
         source_file,
         line_number
 
-    from source
+    from committed
 
 ),
 

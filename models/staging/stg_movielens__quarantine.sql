@@ -6,6 +6,35 @@ source as (
 
 ),
 
+ingest_log as (
+
+    select * from {{ source('movielens', 'ingest_log') }}
+
+),
+
+stream_batches as (
+
+    select * from {{ source('stream', 'stream_batches') }}
+
+),
+
+ledger as (
+
+    -- A quarantined line is committed with its load: a batch ingest's file or a stream micro-batch.
+    select load_id from ingest_log
+
+    union all
+
+    select load_id from stream_batches
+
+),
+
+committed as (
+
+    {{ committed_only('source', 'ledger') }}
+
+),
+
 renamed as (
 
     select
@@ -24,7 +53,7 @@ renamed as (
         -- timestamps
         quarantined_at
 
-    from source
+    from committed
 
 )
 

@@ -6,6 +6,18 @@ source as (
 
 ),
 
+ingest_log as (
+
+    select * from {{ source('movielens', 'ingest_log') }}
+
+),
+
+committed as (
+
+    {{ committed_only('source', 'ingest_log') }}
+
+),
+
 renamed as (
 
     select
@@ -25,7 +37,7 @@ renamed as (
         source_file,
         line_number
 
-    from source
+    from committed
 
 ),
 

@@ -12,22 +12,11 @@ batches as (
 
 ),
 
-committed_loads as (
-
-    -- The ledger is the stream's commit: rows of a micro-batch without a ledger row are from a
-    -- batch that is still running or died, and are rewritten when it runs again. Reading only
-    -- committed batches here keeps every downstream figure read-committed.
-    select distinct load_id
-    from batches
-
-),
-
 committed as (
 
-    select source.*
-    from source
-    inner join committed_loads
-        on source.load_id = committed_loads.load_id
+    -- The ledger is the stream's commit: rows of a micro-batch without a ledger row are from a
+    -- batch that is still running or died, and are written once when it runs again.
+    {{ committed_only('source', 'batches') }}
 
 ),
 

@@ -34,7 +34,7 @@ def copy_dataset(source: Path, destination: Path) -> Path:
 
 def ingest(spark, settings, dataset: str, source: Path, replace: bool = False):
     from lakehouse.ingest.acquire import locate
-    from lakehouse.ingest.datasets import get_dataset
+    from lakehouse.datasets import get_dataset
     from lakehouse.ingest.load import ingest as run_ingest
 
     files = locate(get_dataset(dataset), source, settings.cache_dir)

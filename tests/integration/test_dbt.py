@@ -5,7 +5,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from lakehouse.dbt_runner import ML_NODES, run_dbt
-from lakehouse.ingest import bronze
+from lakehouse import tables
 from tests.integration.conftest import count, ingest
 
 
@@ -17,11 +17,11 @@ def gold(spark, name: str):
 def assert_gold_invariants(spark) -> None:
     """What must hold for any dataset once dbt build passed."""
     n_ratings = count(spark, "gold.ratings")
-    distinct_pairs = spark.table(bronze.RATINGS).select("user_id", "movie_id").distinct().count()
+    distinct_pairs = spark.table(tables.RATINGS.name).select("user_id", "movie_id").distinct().count()
     assert n_ratings == distinct_pairs  # latest rating wins per (user, movie), none lost
-    assert count(spark, "gold.movies") == spark.table(bronze.MOVIES).select("movie_id").distinct().count()
-    raters = spark.table(bronze.RATINGS).select("user_id")
-    known = spark.table(bronze.USERS).select("user_id")
+    assert count(spark, "gold.movies") == spark.table(tables.MOVIES.name).select("movie_id").distinct().count()
+    raters = spark.table(tables.RATINGS.name).select("user_id")
+    known = spark.table(tables.USERS.name).select("user_id")
     assert count(spark, "gold.users") == raters.union(known).distinct().count()
     histogram = gold(spark, "rating_distribution").agg(F.sum("rating_count")).first()[0]
     assert histogram == n_ratings
@@ -51,13 +51,31 @@ def test_dbt_build_on_synthetic_data(spark, lakehouse_server, dataset, layout_fi
     assert outcome.ok, outcome.failures
     assert outcome.statuses.get("pass", 0) > 20 and not outcome.failures
     assert_gold_invariants(spark)
-    # Every table dbt wrote uses the format the server resolved.
-    detail = {r.col_name: r.data_type for r in spark.sql("describe table extended gold.movies").collect()}
-    assert detail["Provider"] == spark.conf.get("spark.lakehouse.tableFormat")
+    # Every table dbt wrote (the seeds in silver, the marts in gold) is a Delta table.
+    written = [f"{schema}.{t.name}" for schema in ("silver", "gold") for t in spark.catalog.listTables(schema)
+               if t.tableType != "VIEW"]
+    assert "gold.movies" in written and "silver.lookup_genres" in written
+    for name in written:
+        assert spark.sql(f"describe detail {name}").first()["format"] == "delta", name
 
 
-def test_second_dbt_build_is_clean(spark, lakehouse_server):
-    before = count(spark, "gold.ratings")
+def gold_versions(spark) -> dict[str, tuple[int, str]]:
+    tables_ = [t.name for t in spark.catalog.listTables("gold") if t.tableType != "VIEW"]
+    return {name: tuple(spark.sql(f"describe history gold.{name} limit 1").select("version", "operation").first())
+            for name in tables_}
+
+
+def test_second_dbt_build_adds_delta_versions(spark, lakehouse_server):
+    before_rows = count(spark, "gold.ratings")
+    before = gold_versions(spark)
     outcome = run_dbt(lakehouse_server, "build", "--exclude", ML_NODES)
     assert outcome.ok, outcome.failures
-    assert count(spark, "gold.ratings") == before
+    assert count(spark, "gold.ratings") == before_rows
+    after = gold_versions(spark)
+    # Each rebuilt mart got a new version of the same table (history kept), not a new table...
+    assert after["movies"][0] == before["movies"][0] + 1 and after["movies"][1] == "CREATE OR REPLACE TABLE AS SELECT"
+    rebuilt = ("users", "genres", "rating_distribution", "top_movies_by_count", "user_activity")
+    assert all(after[name][0] == before[name][0] + 1 for name in rebuilt), (before, after)
+    # ...and the incremental gold.ratings merged (nothing new to merge: still a MERGE commit).
+    assert after["ratings"][0] == before["ratings"][0] + 1 and after["ratings"][1] == "MERGE"
+    assert spark.sql("select count(*) from gold.movies version as of 0").first()[0] > 0  # time travel

@@ -1,7 +1,7 @@
 """dbt with the stream: streamed ratings reach gold, and the live marts follow the stream's tables.
 
 Synthetic micro-batches are written straight into the stream's bronze tables (schemas from
-lakehouse/stream/tables.py), as the streaming job would, so this tests the dbt side alone.
+the catalogue, lakehouse/tables.py), as the streaming job would, so this tests the dbt side alone.
 """
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pyspark.sql import functions as F
 
+from lakehouse import delta, tables
 from lakehouse.dbt_runner import ML_NODES, run_dbt
-from lakehouse.ingest import bronze
-from lakehouse.stream import tables as stream_tables
-from lakehouse.table_format import drop_partition, save_table
 from tests.integration.conftest import count, ingest
 
 QUERY_ID = "test-query"
@@ -46,11 +44,11 @@ class Planted:
 
 def reset_stream_tables(spark) -> None:
     """Empty stream tables and no stream rows in the quarantine (`ingest --replace` keeps them)."""
-    for table in stream_tables.TABLE_SCHEMAS:
-        spark.sql(f"drop table if exists {table}")
-    stream_tables.ensure_tables(spark)
+    for table in tables.BRONZE_STREAM:
+        spark.sql(f"drop table if exists {table.name}")
+        delta.create_if_missing(spark, table)
     for batch_id in range(3):
-        drop_partition(spark, bronze.QUARANTINE, "load_id", load_id(batch_id))
+        delta.delete(spark, tables.QUARANTINE, f"load_id = '{load_id(batch_id)}'")
 
 
 def write_stream(spark) -> Planted:
@@ -58,7 +56,7 @@ def write_stream(spark) -> Planted:
     among its ratings, a quarantined line), and one still running (no ledger row)."""
     now = datetime.now(timezone.utc).replace(microsecond=0)
     batch_rows = (
-        spark.table(bronze.RATINGS)
+        spark.table(tables.RATINGS.name)
         .select("user_id", "movie_id", "rating", "epoch_seconds")
         .orderBy("user_id", "movie_id")
         .limit(3)
@@ -66,10 +64,10 @@ def write_stream(spark) -> Planted:
     )
     a, b, c = batch_rows
     user = a.user_id
-    rated_by_user = {r.movie_id for r in spark.table(bronze.RATINGS).where(F.col("user_id") == user).collect()}
-    movie_ids = sorted(r.movie_id for r in spark.table(bronze.MOVIES).select("movie_id").distinct().collect())
+    rated_by_user = {r.movie_id for r in spark.table(tables.RATINGS.name).where(F.col("user_id") == user).collect()}
+    movie_ids = sorted(r.movie_id for r in spark.table(tables.MOVIES.name).select("movie_id").distinct().collect())
     unrated = next(m for m in movie_ids if m not in rated_by_user)
-    new_user = spark.table(bronze.RATINGS).agg(F.max("user_id")).first()[0] + 1
+    new_user = spark.table(tables.RATINGS.name).agg(F.max("user_id")).first()[0] + 1
     m1, m3 = movie_ids[0], movie_ids[2]
 
     def other(rating: float) -> float:
@@ -106,17 +104,13 @@ def write_stream(spark) -> Planted:
         (QUERY_ID, 1, 2, 6, 5, 1, t1 - timedelta(seconds=1), t1, t1 + timedelta(seconds=2),
          3.0, 2.0, 2.5, 3.0, 3, 2.0, load_id(1)),
     ]
-    quarantine = [("f2.jsonl", 2, '{"user_id": "x"}', "non-numeric id", stream_tables.RATING_EVENTS, t1, load_id(1))]
+    quarantine = [("f2.jsonl", 2, '{"user_id": "x"}', "non-numeric id", tables.RATING_EVENTS.name, t1, load_id(1))]
 
-    save_table(spark.createDataFrame(events, stream_tables.RATING_EVENTS_SCHEMA), stream_tables.RATING_EVENTS,
-               mode="append", partition_by=["load_id"])
-    save_table(spark.createDataFrame(files, stream_tables.STREAM_FILES_SCHEMA), stream_tables.STREAM_FILES,
-               mode="append", partition_by=["load_id"])
-    save_table(spark.createDataFrame(quarantine, bronze.QUARANTINE_SCHEMA), bronze.QUARANTINE,
-               mode="append", partition_by=["load_id"])
+    delta.append(spark.createDataFrame(events, tables.RATING_EVENTS.schema), tables.RATING_EVENTS)
+    delta.append(spark.createDataFrame(files, tables.STREAM_FILES.schema), tables.STREAM_FILES)
+    delta.append(spark.createDataFrame(quarantine, tables.QUARANTINE.schema), tables.QUARANTINE)
     # The ledger last, as the stream commits.
-    save_table(spark.createDataFrame(batches, stream_tables.STREAM_BATCHES_SCHEMA), stream_tables.STREAM_BATCHES,
-               mode="append", partition_by=["load_id"])
+    delta.append(spark.createDataFrame(batches, tables.STREAM_BATCHES.schema), tables.STREAM_BATCHES)
     return Planted(
         rerated=(a.user_id, a.movie_id, other(a.rating)),
         replayed=(b.user_id, b.movie_id, b.rating),
@@ -149,7 +143,7 @@ def test_dbt_build_with_stream(spark, lakehouse_server, streamed: Planted):
     assert outcome.ok, outcome.failures
 
     # gold.ratings: batch and stream together, the latest rating of each pair winning.
-    n_batch_pairs = spark.table(bronze.RATINGS).select("user_id", "movie_id").distinct().count()
+    n_batch_pairs = spark.table(tables.RATINGS.name).select("user_id", "movie_id").distinct().count()
     n_ratings = count(spark, "gold.ratings")
     assert n_ratings == n_batch_pairs + streamed.new_pairs
     user_id, movie_id, rating = streamed.rerated
@@ -178,8 +172,8 @@ def test_dbt_build_with_stream(spark, lakehouse_server, streamed: Planted):
     # Cumulative volume: the batch load and the stream.
     last = gold(spark, "cumulative_rating_volume").orderBy(F.col("minute_start").desc()).first()
     assert last.cumulative_stream_rating_count == streamed.committed_events
-    assert last.cumulative_batch_rating_count == count(spark, bronze.RATINGS)
-    assert last.cumulative_rating_count == count(spark, bronze.RATINGS) + streamed.committed_events
+    assert last.cumulative_batch_rating_count == count(spark, tables.RATINGS.name)
+    assert last.cumulative_rating_count == count(spark, tables.RATINGS.name) + streamed.committed_events
 
     # The latest streamed ratings, newest first, with titles; nothing from the uncommitted batch.
     latest = gold(spark, "latest_streamed_ratings").orderBy("recency_rank").collect()

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import functions as F
 
-from lakehouse.ingest import bronze
+from lakehouse import tables
 from lakehouse.ingest.load import IngestError
-from lakehouse.table_format import save_table
+from lakehouse import delta
 from tests.integration.conftest import copy_dataset, count, ingest
 
 
 def reasons_by_line(spark, source_file: str) -> dict[int, str]:
-    rows = spark.table(bronze.QUARANTINE).where(F.col("source_file") == source_file).collect()
+    rows = spark.table(tables.QUARANTINE.name).where(F.col("source_file") == source_file).collect()
     return {r.line_number: r.reason for r in rows}
 
 
@@ -23,13 +23,13 @@ def clean_100k(spark, lakehouse_server, synthetic_100k_layout):
 
 def test_synthetic_100k_layout_loads_every_row(spark, clean_100k, synthetic_100k_layout):
     by_table = {f.target_table: f for f in clean_100k.files}
-    assert by_table[bronze.RATINGS].rows_read == 6000
-    assert by_table[bronze.RATINGS].rows_loaded == 6000
-    assert by_table[bronze.MOVIES].rows_loaded == 400
-    assert by_table[bronze.USERS].rows_loaded == 120
+    assert by_table[tables.RATINGS.name].rows_read == 6000
+    assert by_table[tables.RATINGS.name].rows_loaded == 6000
+    assert by_table[tables.MOVIES.name].rows_loaded == 400
+    assert by_table[tables.USERS.name].rows_loaded == 120
     assert all(f.conserved and f.rows_quarantined == 0 for f in clean_100k.files)
-    assert count(spark, bronze.RATINGS) == 6000
-    lineage = spark.table(bronze.RATINGS).select("source_file", "load_id", "ingested_at").distinct().collect()
+    assert count(spark, tables.RATINGS.name) == 6000
+    lineage = spark.table(tables.RATINGS.name).select("source_file", "load_id", "ingested_at").distinct().collect()
     assert len(lineage) == 1
     assert lineage[0].source_file.endswith("u.data") and lineage[0].load_id.endswith("-ratings")
 
@@ -37,9 +37,9 @@ def test_synthetic_100k_layout_loads_every_row(spark, clean_100k, synthetic_100k
 def test_reingesting_the_same_files_adds_nothing(spark, lakehouse_server, clean_100k, synthetic_100k_layout):
     again = ingest(spark, lakehouse_server, "ml-100k", synthetic_100k_layout)
     assert all(f.skipped_reason.startswith("unchanged since load") for f in again.files)
-    assert count(spark, bronze.RATINGS) == 6000
-    assert count(spark, bronze.MOVIES) == 400
-    assert count(spark, bronze.INGEST_LOG) == 3
+    assert count(spark, tables.RATINGS.name) == 6000
+    assert count(spark, tables.MOVIES.name) == 400
+    assert count(spark, tables.INGEST_LOG.name) == 3
 
 
 def test_malformed_lines_are_quarantined_with_reasons(spark, lakehouse_server, clean_100k, synthetic_100k_layout, tmp_path):
@@ -62,7 +62,7 @@ def test_malformed_lines_are_quarantined_with_reasons(spark, lakehouse_server, c
     ]
     u_data.write_bytes(b"\n".join(good + bad_lines) + b"\n")
     report = ingest(spark, lakehouse_server, "ml-100k", folder)
-    ratings = next(f for f in report.files if f.target_table == bronze.RATINGS)
+    ratings = next(f for f in report.files if f.target_table == tables.RATINGS.name)
     assert ratings.rows_read == 6000 + 10
     assert ratings.rows_loaded == 6000
     assert ratings.rows_quarantined == 10
@@ -83,10 +83,10 @@ def test_malformed_lines_are_quarantined_with_reasons(spark, lakehouse_server, c
     }
     for line, fragment in expected.items():
         assert fragment in reasons[line], (line, reasons[line])
-    raw = {r.line_number: r.raw_line for r in spark.table(bronze.QUARANTINE).collect()}
+    raw = {r.line_number: r.raw_line for r in spark.table(tables.QUARANTINE.name).collect()}
     assert raw[n + 1] == "this is not a rating line"
     # movies and users did not change: skipped, not loaded twice
-    assert count(spark, bronze.MOVIES) == 400
+    assert count(spark, tables.MOVIES.name) == 400
 
 
 def test_bad_encoding_and_half_stars_in_csv_layout(spark, lakehouse_server, synthetic_latest_layout, tmp_path):
@@ -95,26 +95,26 @@ def test_bad_encoding_and_half_stars_in_csv_layout(spark, lakehouse_server, synt
     text = ratings_csv.read_bytes().replace(b"\n", b"\r\n")  # CRLF must parse too
     ratings_csv.write_bytes(text + b"1,1,4.5,1500000000\r\n" + b"2,1,3.\xff,1500000000\r\n")
     report = ingest(spark, lakehouse_server, "ml-latest-small", folder, replace=True)
-    ratings = next(f for f in report.files if f.target_table == bronze.RATINGS)
+    ratings = next(f for f in report.files if f.target_table == tables.RATINGS.name)
     assert ratings.conserved
     assert ratings.rows_read == 5002
     reasons = list(reasons_by_line(spark, ratings.source_file).values())
     assert any("invalid utf-8" in r.lower() for r in reasons), reasons
-    assert count(spark, bronze.USERS) == 0  # the dataset has no users file
+    assert count(spark, tables.USERS.name) == 0  # the dataset has no users file
 
 
 def test_a_load_that_died_is_dropped_on_the_next_run(spark, lakehouse_server, synthetic_100k_layout):
     ingest(spark, lakehouse_server, "ml-100k", synthetic_100k_layout, replace=True)
-    crashed = spark.table(bronze.RATINGS).limit(5).withColumn("load_id", F.lit("20000101T000000Z-crashed"))
-    save_table(crashed, bronze.RATINGS, mode="append", partition_by=["load_id"])
-    assert count(spark, bronze.RATINGS) == 6005
+    crashed = spark.table(tables.RATINGS.name).limit(5).withColumn("load_id", F.lit("20000101T000000Z-crashed"))
+    delta.append(crashed, tables.RATINGS.name)
+    assert count(spark, tables.RATINGS.name) == 6005
     report = ingest(spark, lakehouse_server, "ml-100k", synthetic_100k_layout)
-    assert report.recovered_loads == [f"{bronze.RATINGS}:20000101T000000Z-crashed"]
-    assert count(spark, bronze.RATINGS) == 6000
+    assert report.recovered_loads == [f"{tables.RATINGS.name}:20000101T000000Z-crashed"]
+    assert count(spark, tables.RATINGS.name) == 6000
 
 
 def test_another_dataset_needs_replace(spark, lakehouse_server, synthetic_100k_layout, synthetic_latest_layout):
     ingest(spark, lakehouse_server, "ml-100k", synthetic_100k_layout, replace=True)
     with pytest.raises(IngestError, match="--replace"):
         ingest(spark, lakehouse_server, "ml-latest-small", synthetic_latest_layout)
-    assert count(spark, bronze.RATINGS) == 6000
+    assert count(spark, tables.RATINGS.name) == 6000

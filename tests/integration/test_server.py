@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -21,16 +22,17 @@ def test_up_serves_thrift_and_connect_on_one_catalog(spark, lakehouse_server):
     assert state is not None
     assert (state.thrift_port, state.connect_port) == (lakehouse_server.thrift_port, lakehouse_server.connect_port)
     assert state.host == "127.0.0.1"
-    assert state.table_format in ("parquet", "delta") and state.table_format_reason
+    assert state.delta_version == "4.1.0" and all(Path(jar).is_file() for jar in state.delta_jars)
     spark.sql("create database if not exists scratch")
-    spark.sql("create table scratch.handshake using parquet as select 42 as answer")
+    spark.sql("create table scratch.handshake as select 42 as answer")  # no USING: Delta is the default
     # The table written over Spark Connect is visible over Thrift: one catalog, one driver.
     with hive.connect(host="127.0.0.1", port=lakehouse_server.thrift_port, username="test") as conn:
         cursor = conn.cursor()
         cursor.execute("select answer from scratch.handshake")
         assert cursor.fetchall() == [(42,)]
-        cursor.execute("set spark.lakehouse.tableFormat")
-        assert cursor.fetchall() == [("spark.lakehouse.tableFormat", state.table_format)]
+        cursor.execute("describe detail scratch.handshake")
+        columns = [d[0] for d in cursor.description]
+        assert cursor.fetchall()[0][columns.index("format")] == "delta"
     spark.sql("drop database scratch cascade")
 
 
@@ -60,7 +62,7 @@ def test_second_up_says_already_running(lakehouse_server):
 def test_status_lists_ports_format_and_tables(lakehouse_server, spark):
     spark.sql("create database if not exists gold")
     spark.sql("drop table if exists gold.status_probe")
-    spark.sql("create table gold.status_probe using parquet as select id from range(3)")
+    spark.sql("create table gold.status_probe as select id from range(3)")
     result = subprocess.run(
         [sys.executable, "-m", "lakehouse.cli", "status"], capture_output=True, text=True, timeout=120,
         env={**os.environ, "COLUMNS": "200"},
@@ -69,8 +71,11 @@ def test_status_lists_ports_format_and_tables(lakehouse_server, spark):
     assert result.returncode == 0, result.stdout + result.stderr
     assert str(lakehouse_server.thrift_port) in result.stdout
     assert str(lakehouse_server.connect_port) in result.stdout
-    assert "table format" in result.stdout
-    assert any("status_probe" in line and line.rstrip(" │").endswith("3") for line in result.stdout.splitlines())
+    assert "Delta Lake" in result.stdout
+    # the row count, the Delta version (0: one commit) and the last operation
+    probe = next(line for line in result.stdout.splitlines() if "status_probe" in line)
+    cells = [cell.strip() for cell in probe.strip(" │").split("│")]
+    assert cells[2:4] == ["3", "0"] and cells[4].startswith("CREATE"), cells
 
 
 def test_busy_port_gives_a_clear_message(tmp_path):
@@ -102,12 +107,11 @@ def _second_server(tmp_path, **changes) -> Settings:
 
 
 def test_down_stops_the_server_and_every_child(tmp_path):
-    settings = _second_server(tmp_path, table_format="parquet", master="local[1]")
+    settings = _second_server(tmp_path, master="local[1]")
     state, started = server.up(settings, timeout=240)
-    assert started and state.table_format == "parquet"
+    assert started
     assert state.master == "local[1]"  # --master / LAKEHOUSE_MASTER reaches the driver
     assert (settings.logs_dir / "server.log").stat().st_size > 0
-    assert state.table_format_reason == "LAKEHOUSE_TABLE_FORMAT=parquet"
     root = psutil.Process(state.pid)
     family = [root, *root.children(recursive=True)]
     assert any("java" in p.name() for p in family), "the JVM runs as a child of the server"
@@ -119,16 +123,14 @@ def test_down_stops_the_server_and_every_child(tmp_path):
     assert server.down(settings) is False
 
 
-def test_explicit_delta_fails_fast_without_jars(tmp_path):
-    settings = _second_server(tmp_path, table_format="delta")
+def test_up_fails_fast_without_the_delta_jars(tmp_path):
+    """No Delta, no server: `up` names the missing jar and the way in, and leaves nothing running."""
+    empty = tmp_path / "no-jars"
+    empty.mkdir()
+    settings = _second_server(tmp_path, delta_jars=empty)
     started = time.monotonic()
-    try:
-        state, _ = server.up(settings, timeout=240)
-    except server.ServerError as error:
-        assert "Delta Lake jars cannot be had" in str(error)
-        assert time.monotonic() - started < 60
-    else:  # a machine that can resolve the jars really runs Delta
-        try:
-            assert state.table_format == "delta"
-        finally:
-            server.down(settings)
+    with pytest.raises(server.ServerError, match=r"delta-spark_4\.1_2\.13-4\.1\.0\.jar.*") as raised:
+        server.up(settings, timeout=240)
+    assert "LAKEHOUSE_DELTA_JARS" in str(raised.value)
+    assert time.monotonic() - started < 10
+    assert server.running_pid(settings) is None and not server.port_open("127.0.0.1", settings.thrift_port)

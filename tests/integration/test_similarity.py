@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 
-from lakehouse.table_format import save_table
+from lakehouse import delta
 
 SCHEMA = "similarity_test"  # the synthetic input stays out of gold.*, which other tests rebuild
 RATINGS_TABLE = f"{SCHEMA}.ratings"
@@ -62,8 +62,8 @@ def planted_tables(spark):
     frame = spark.createDataFrame(ratings, "user_id int, movie_id int, rating double").selectExpr(
         "*", "timestamp'2020-01-01 00:00:00' as rated_at"
     )
-    save_table(frame, RATINGS_TABLE, mode="overwrite")
-    save_table(spark.createDataFrame(movies, "movie_id int, genres array<string>"), MOVIES_TABLE, mode="overwrite")
+    delta.replace(frame, RATINGS_TABLE)
+    delta.replace(spark.createDataFrame(movies, "movie_id int, genres array<string>"), MOVIES_TABLE)
     yield ratings
     spark.sql(f"drop schema if exists {SCHEMA} cascade")
 

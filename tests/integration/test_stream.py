@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from lakehouse.ingest import bronze
-from lakehouse.stream import job, tables
+from lakehouse import tables
+from lakehouse.stream import job
 from tests.conftest import free_port
 from tests.integration.conftest import ingest
 
@@ -42,9 +42,9 @@ def stream_settings(base, tmp_path: Path, **overrides):
 
 
 def committed_files(spark, settings) -> dict[str, object]:
-    spark.catalog.refreshTable(tables.STREAM_FILES)
+    spark.catalog.refreshTable(tables.STREAM_FILES.name)
     sid = job.stream_id(settings)
-    rows = spark.table(tables.STREAM_FILES).where(F.col("load_id").startswith(f"stream-{sid}-")).collect()
+    rows = spark.table(tables.STREAM_FILES.name).where(F.col("load_id").startswith(f"stream-{sid}-")).collect()
     return {r.source_file: r for r in rows}
 
 
@@ -102,7 +102,7 @@ def test_bad_input_is_quarantined_and_every_file_conserves_its_rows(spark, synth
     for name, (data, *_rest) in files.items():
         land(settings.stream_dir, name, data)
     land(settings.stream_dir, "empty.csv", b"")
-    query = job.start_query(spark, settings, refresh_recommendations=False)
+    query = job.start_query(spark, settings, fold_in=False)
     try:
         seen = wait_for(lambda: (c := committed_files(spark, settings)) and len(c) >= len(files) and c, 600,
                         "every landed file in bronze.stream_files")
@@ -116,10 +116,10 @@ def test_bad_input_is_quarantined_and_every_file_conserves_its_rows(spark, synth
     finally:
         query.stop()
 
-    spark.catalog.refreshTable(tables.RATING_EVENTS)
-    spark.catalog.refreshTable(bronze.QUARANTINE)
-    events = spark.table(tables.RATING_EVENTS).where(F.col("load_id").startswith(f"stream-{job.stream_id(settings)}-"))
-    quarantine = spark.table(bronze.QUARANTINE).where(F.col("target_table") == tables.RATING_EVENTS)
+    spark.catalog.refreshTable(tables.RATING_EVENTS.name)
+    spark.catalog.refreshTable(tables.QUARANTINE.name)
+    events = spark.table(tables.RATING_EVENTS.name).where(F.col("load_id").startswith(f"stream-{job.stream_id(settings)}-"))
+    quarantine = spark.table(tables.QUARANTINE.name).where(F.col("target_table") == tables.RATING_EVENTS.name)
     accepted_by_file = {r.source_file: r["count"] for r in events.groupBy("source_file").count().collect()}
     rejected = quarantine.where(F.col("load_id").startswith(f"stream-{job.stream_id(settings)}-")).collect()
     for name, (_, accepted, quarantined, reasons) in files.items():
@@ -148,8 +148,8 @@ def land_numbered_files(folder: Path, count: int, rows: int, first_user: int) ->
 
 
 def exactly_once(spark, settings, expected: int, first_user: int) -> None:
-    spark.catalog.refreshTable(tables.RATING_EVENTS)
-    mine = spark.table(tables.RATING_EVENTS).where(F.col("source_file").startswith("numbered-")
+    spark.catalog.refreshTable(tables.RATING_EVENTS.name)
+    mine = spark.table(tables.RATING_EVENTS.name).where(F.col("source_file").startswith("numbered-")
                                                    & (F.col("user_id") >= first_user))
     assert mine.count() == expected
     assert mine.select("source_file", "line_number").distinct().count() == expected  # nothing twice
@@ -185,11 +185,11 @@ def test_killing_the_stream_process_mid_batch_loses_and_duplicates_nothing(spark
     expected = land_numbered_files(settings.stream_dir, 12, 2000, first_user=200_000)
     for round_ in range(2):
         before = batch_starts(settings)
-        pid = job.detach(settings, refresh_recommendations=False)
+        pid = job.detach(settings, fold_in=False)
         wait_for_batch_start(settings, before)
         time.sleep(random.uniform(0.0, 1.5))
         kill_group(pid)  # kill -9: no clean stop
-    job.detach(settings, refresh_recommendations=False)
+    job.detach(settings, fold_in=False)
     try:
         wait_for(lambda: sum(f.rows_read for f in committed_files(spark, settings).values()) >= expected, 600,
                  "every numbered file committed")
@@ -241,13 +241,13 @@ def test_killing_the_server_mid_batch_loses_and_duplicates_nothing(second_server
 
     settings = stream_settings(second_server, tmp_path, stream_max_files_per_trigger=3)
     expected = land_numbered_files(settings.stream_dir, 9, 2000, first_user=300_000)
-    job.detach(settings, refresh_recommendations=False)
+    job.detach(settings, fold_in=False)
     wait_for_batch_start(settings, 0)
     time.sleep(random.uniform(0.2, 1.5))
     kill_group(server.running_pid(settings))  # the JVM, the server process and the batch's Python worker
     job.stop(settings, grace=10)  # its client has lost the server
     server.up(settings, timeout=240)
-    job.detach(settings, refresh_recommendations=False)
+    job.detach(settings, fold_in=False)
     spark = own_session(settings)
     try:
         wait_for(lambda: sum(f.rows_read for f in committed_files(spark, settings).values()) >= expected, 600,
@@ -263,7 +263,7 @@ def test_fold_in_reproduces_the_user_factors_mllib_trained(spark, synthetic_bron
     from ml.fold_in import FoldInModel
     from ml.ranking_model import RankingParams, fit_ranking
 
-    ratings = spark.table(bronze.RATINGS).select("user_id", "movie_id", "rating")
+    ratings = spark.table(tables.RATINGS.name).select("user_id", "movie_id", "rating")
     params = RankingParams(AlsParams(rank=6, reg_param=0.1, max_iter=10, alpha=0.5), value="rating")
     model = fit_ranking(ratings, params)
     items = model.als.itemFactors.orderBy("id").collect()

@@ -39,12 +39,12 @@ def streamed_lines(spark) -> int:
     """Input lines the stream has committed (accepted or quarantined), from its ledger."""
     from pyspark.sql import functions as F
 
-    from lakehouse.stream import tables
+    from lakehouse import tables
 
-    if not spark.catalog.tableExists(tables.STREAM_BATCHES):
+    if not spark.catalog.tableExists(tables.STREAM_BATCHES.name):
         return 0
-    spark.catalog.refreshTable(tables.STREAM_BATCHES)
-    return spark.table(tables.STREAM_BATCHES).agg(F.sum("rows_read")).first()[0] or 0
+    spark.catalog.refreshTable(tables.STREAM_BATCHES.name)
+    return spark.table(tables.STREAM_BATCHES.name).agg(F.sum("rows_read")).first()[0] or 0
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def marts(spark, lakehouse_server, synthetic_100k_layout, tmp_path_factory):
     # The live marts are views over the stream's tables: a few files through the real stream.
     job.stop(settings)
     shutil.rmtree(settings.stream_checkpoint, ignore_errors=True)  # an earlier test's stream read another folder
-    job.detach(settings, refresh_recommendations=False)
+    job.detach(settings, fold_in=False)
     try:
         users, movies = replay.known_ids(settings, spark)
         replay.replay(settings, source=replay.synthetic_ratings(users, movies, seed=5), limit=STREAMED,

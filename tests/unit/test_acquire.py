@@ -24,7 +24,7 @@ from lakehouse.ingest.acquire import (
     locate,
     parse_md5_listing,
 )
-from lakehouse.ingest.datasets import get_dataset
+from lakehouse.datasets import get_dataset
 from lakehouse.ingest.parsers import RatingRow, parse_file
 
 ML_100K = get_dataset("ml-100k")

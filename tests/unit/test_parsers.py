@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lakehouse.ingest import parsers
-from lakehouse.ingest.datasets import DATASETS, FileKind, get_dataset
+from lakehouse.datasets import DATASETS, FileKind, get_dataset
 from lakehouse.ingest.parsers import MovieRow, RatingRow, Rejected, UserRow, parse_file
 
 NOW = datetime(2024, 1, 1, tzinfo=timezone.utc)

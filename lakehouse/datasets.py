@@ -7,12 +7,30 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Literal
 
 FileKind = Literal["ratings", "movies", "users"]
 Layout = Literal["tab", "pipe", "double_colon", "csv"]
 
 FILE_KINDS: tuple[FileKind, ...] = ("ratings", "movies", "users")
+
+# What a valid rating is, for the batch ingest and the stream alike:
+# MovieLens ratings start in 1995; anything earlier is a broken timestamp.
+EARLIEST_TIMESTAMP = datetime(1995, 1, 1, tzinfo=timezone.utc)
+# Clocks differ; a rating made "tomorrow" by a few hours is not an error.
+FUTURE_SLACK = timedelta(days=1)
+# Ids are 32-bit integers in the bronze tables; a larger one must be a rejected row, not a crash.
+MAX_ID = 2**31 - 1
+
+# The held-out ratings `ingest --holdout-fraction` writes and `lakehouse replay` reads.
+HOLDOUT_HEADER = ("user_id", "movie_id", "rating", "timestamp")
+
+
+def holdout_file(holdout_dir: Path, dataset: str) -> Path:
+    return holdout_dir / dataset / "ratings.csv"
+
 
 _GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 

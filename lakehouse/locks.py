@@ -1,0 +1,66 @@
+"""Lock files for the operations that must not run twice at once on one data directory.
+
+An advisory `flock` on `<data dir>/run/locks/<name>.lock`: the kernel drops it when its process
+dies (kill -9 included), so a crash never leaves a stale lock. The holder writes who it is into
+the file, and a refused caller is told (pid, command, since when).
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+from lakehouse.settings import Settings
+
+
+class LockHeld(RuntimeError):
+    """Another process holds the lock; the message says which and what to do."""
+
+
+def _holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        info = json.loads(os.read(fd, 4096).decode() or "{}")
+    except (OSError, ValueError):
+        info = {}
+    if not info:
+        return "another process"
+    return f"pid {info.get('pid')} (`{info.get('command')}`, since {info.get('since')})"
+
+
+@contextmanager
+def exclusive(settings: Settings, name: str, *, wait: float = 0.0, what: str = "") -> Iterator[None]:
+    """Hold lock `name` for the block. Waits up to `wait` seconds for a holder to finish, then
+    raises LockHeld naming the holder."""
+    settings.locks_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.locks_dir / f"{name}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockHeld(
+                        f"{what or name} is already running in this data directory ({settings.home}): held by "
+                        f"{_holder(fd)}; lock file {path}. Wait for it to finish, or stop that process."
+                    ) from None
+                time.sleep(0.2)
+        info = {"pid": os.getpid(), "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]])[:200],
+                "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
