@@ -146,18 +146,30 @@ class FoldIn:
         user_ids = [r.user_id for r in accepted.select("user_id").distinct().collect()]
         if not user_ids:
             return 0
-        try:
-            run_id = champion_run_id(spark) if spark.catalog.tableExists(tables.ITEM_FACTORS.name) else None
-            if run_id is None:
-                raise NoChampion("no ranking champion yet: run `lakehouse train`")
-            state = _serving.get(run_id)
-            if state is None:
-                state = load_state(spark)
-                _serving.clear()
-                _serving[run_id] = state
-                log(f"fold-in: champion {state.model_version} (run {run_id}), {len(state.model.movie_ids)} movies")
-        except NoChampion as reason:
-            log(f"fold-in skipped: {reason}")
-            return 0
-        refresh(spark, state, user_ids, log)
+        # Twice at most: `lakehouse train` may publish a new champion while this batch folds in with
+        # the old one. It writes ml.recommendations last, so a merge of old-model lists that lands
+        # after its replace is seen here (the champion changed) and done again with the new model.
+        for _attempt in range(2):
+            try:
+                state = self.serving_state(spark, log)
+            except NoChampion as reason:
+                log(f"fold-in skipped: {reason}")
+                return 0
+            refresh(spark, state, user_ids, log)
+            if champion_run_id(spark) == state.run_id:
+                break
+            log(f"fold-in: a new champion was published during the merge; folding the {len(user_ids)} users in again")
         return len(user_ids)
+
+    @staticmethod
+    def serving_state(spark: SparkSession, log: Callable[[str], None]) -> ServingState:
+        run_id = champion_run_id(spark) if spark.catalog.tableExists(tables.ITEM_FACTORS.name) else None
+        if run_id is None:
+            raise NoChampion("no ranking champion yet: run `lakehouse train`")
+        state = _serving.get(run_id)
+        if state is None:
+            state = load_state(spark)
+            _serving.clear()
+            _serving[run_id] = state
+            log(f"fold-in: champion {state.model_version} (run {run_id}), {len(state.model.movie_ids)} movies")
+        return state

@@ -108,12 +108,19 @@ def run_training(spark: SparkSession, settings: Settings, args: argparse.Namespa
                                     protocol_description=describe(args.ranking_protocol, args.ranking_test_fraction, args.seed),
                                     **common)
         if args.publish:
-            registered[tracking.RANKING_MODEL] = _publish_ranking(client, ranking, ratings, args)
+            registered[tracking.RANKING_MODEL], recommendations = _publish_ranking(client, ranking, ratings, args)
             progress(f"{tracking.RANKING_MODEL} version {registered[tracking.RANKING_MODEL]} registered as champion; "
-                     "ml.recommendations, ml.similar_movies written")
+                     "ml.similar_movies and the factors written")
     if args.publish:
         runs = outputs.write_model_runs(spark, tracking.EXPERIMENTS.values())
         progress(f"ml.model_runs: {runs} MLflow runs")
+    if args.publish and ranking is not None:
+        # Last: by now the stream's fold-in can load the new champion (factors, parameters), and a
+        # fold-in that merged old-model lists after this replace notices the new champion and
+        # merges its users again (ml/refresh.py). The fold-in merges meanwhile: a conflict is retried.
+        delta.retry_conflicts(lambda: outputs.write(recommendations, tables.RECOMMENDATIONS),
+                              what="ml.recommendations", log=console.print)
+        progress("ml.recommendations written")
     return TrainOutcome(rating, ranking, registered)
 
 
@@ -151,7 +158,9 @@ def _publish_rating(client, result: RatingResult, ratings, args) -> str:
     return version
 
 
-def _publish_ranking(client, result: RankingResult, ratings, args) -> str:
+def _publish_ranking(client, result: RankingResult, ratings, args):
+    """Register the ranking champion, write its factors and similar movies; returns the version and
+    the recommendations to write once the rest is published."""
     from pyspark.sql import functions as F
 
     from ml.serving_model import RankingPyfunc, export_ranking_model
@@ -167,16 +176,13 @@ def _publish_ranking(client, result: RankingResult, ratings, args) -> str:
         "user_id", "movie_id", "rank", "score", F.lit(name).alias("model_name"), F.lit(version).alias("model_version"),
         F.lit(result.champion_run_id).alias("run_id"), generated_at.alias("generated_at"), generated_at.alias("updated_at"),
     )
-    # The stream's fold-in merges into this table meanwhile: a conflict is retried on the new snapshot.
-    delta.retry_conflicts(lambda: outputs.write(recommendations, tables.RECOMMENDATIONS),
-                          what="ml.recommendations", log=console.print)
     _write_factors(result.serving.als, name, version, result.champion_run_id, None, None)
     items = result.serving.als.itemFactors.select(F.col("id").alias("movie_id"), F.col("features").alias("i_features"))
     similar = similar_items(items, args.top_n).select(
         "movie_id", "similar_movie_id", "rank", "similarity", F.lit(name).alias("model_name"), F.lit(version).alias("model_version")
     )
     outputs.write(similar, tables.SIMILAR_MOVIES)
-    return version
+    return version, recommendations
 
 
 def _write_factors(model, name: str, version: str, run_id: str, user_bias, item_bias) -> None:
