@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lakehouse.datasets import holdout_file
 from lakehouse.ingest.holdout import (
     HEADER,
     check_fraction,
     held_out_count,
-    holdout_file,
     rank_cutoff,
     remove_holdout,
     write_holdout,
