@@ -1,9 +1,9 @@
 """What the stream does with each micro-batch (its foreachBatch function), exactly once.
 
 Spark's file source records which files each batch read in its checkpoint and, after a crash,
-runs the last unfinished batch again with the same files and the same batch id. Every write here
-is a Delta append keyed by that batch (`txnAppId` = the stream id, `txnVersion` = the batch id):
-Delta skips an append whose (app id, version) the table has already committed, so a batch run
+runs the last unfinished batch again with the same files and the same batch id. Every bronze write
+here is a Delta append keyed by that batch (`txnAppId` = the stream id, `txnVersion` = the batch
+id): Delta skips an append whose (app id, version) the table has already committed, so a batch run
 twice leaves its rows once. The order is:
 
 1. parse and check every line of the batch's files (lakehouse/stream/parse.py);
@@ -86,7 +86,9 @@ class BatchSink:
             statistics.median(latencies) if latencies else None, max(latencies) if latencies else None,
             users, fold_in_seconds, load_id,
         )], tables.STREAM_BATCHES.schema)
-        delta.append_once(ledger, tables.STREAM_BATCHES, **once)
+        # A plain append: `committed()` above already skips a batch whose ledger row is there, and a
+        # ledger row lost after its commit is written again when the batch runs again.
+        delta.append(ledger, tables.STREAM_BATCHES)
         self.log(f"batch {batch_id}: {len(per_file)} files, {read} rows = {accepted_n} accepted + {quarantined_n} quarantined; "
                  f"bronze in {bronze_seconds:.2f}s, {users} users' recommendations in {fold_in_seconds:.2f}s")
 
