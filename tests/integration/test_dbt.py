@@ -76,6 +76,9 @@ def test_second_dbt_build_adds_delta_versions(spark, lakehouse_server):
     assert after["movies"][0] == before["movies"][0] + 1 and after["movies"][1] == "CREATE OR REPLACE TABLE AS SELECT"
     rebuilt = ("users", "genres", "rating_distribution", "top_movies_by_count", "user_activity")
     assert all(after[name][0] == before[name][0] + 1 for name in rebuilt), (before, after)
-    # ...and the incremental gold.ratings merged (nothing new to merge: still a MERGE commit).
-    assert after["ratings"][0] == before["ratings"][0] + 1 and after["ratings"][1] == "MERGE"
+    # ...while the incremental gold.ratings is never rebuilt: after its first build, only merges
+    # (here with nothing new to merge, which Delta may commit as an empty MERGE or not at all).
+    operations = [r.operation for r in spark.sql("describe history gold.ratings").collect()]  # newest first
+    assert operations[-1].startswith("CREATE") and set(operations[:-1]) <= {"MERGE"}, operations
+    assert after["ratings"][0] >= before["ratings"][0]
     assert spark.sql("select count(*) from gold.movies version as of 0").first()[0] > 0  # time travel

@@ -354,17 +354,17 @@ def test_a_batch_that_crashed_before_its_ledger_row_commits_once(lean, sink, tmp
 
     batch = sink_batch(lean, tmp_path / "landed")
     load_id = tables.stream_load_id(sink.stream_id, 7)
-    real_append_once = sink_module.delta.append_once
+    real_append = sink_module.delta.append
 
     def crash_at_the_ledger(df, table, **kwargs):
         if delta.name(table) == tables.STREAM_BATCHES.name:
             raise RuntimeError("simulated crash before the ledger row")
-        real_append_once(df, table, **kwargs)
+        real_append(df, table, **kwargs)
 
-    monkeypatch.setattr(sink_module.delta, "append_once", crash_at_the_ledger)
+    monkeypatch.setattr(sink_module.delta, "append", crash_at_the_ledger)
     with pytest.raises(RuntimeError, match="simulated crash"):
         sink(batch, 7)
-    monkeypatch.setattr(sink_module.delta, "append_once", real_append_once)
+    monkeypatch.setattr(sink_module.delta, "append", real_append)
     assert rows_of(lean, load_id) == {**EXPECTED_BATCH, tables.STREAM_BATCHES.name: 0}
     versions = {t.name: delta.version(lean, t) for t in (tables.RATING_EVENTS, tables.QUARANTINE, tables.STREAM_FILES)}
 
@@ -507,7 +507,7 @@ def test_status_shows_each_tables_version_and_last_operation(spark, bronze):
     assert cells[4].startswith(f"{last['operation']} at "), cells
 
 
-# ---- last: the two that fail on the current product (see their messages) --------------------
+# ---- last: the ledger row lost after its commit, and the housekeeping command ------------------
 
 
 def test_a_batch_whose_ledger_row_was_deleted_commits_once_and_gets_its_ledger_row_back(lean, sink, tmp_path):
