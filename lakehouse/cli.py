@@ -397,6 +397,11 @@ def main(argv: list[str] | None = None) -> int:
     except (server.ServerError, RuntimeError, ValueError, FileNotFoundError) as error:
         console.print(f"[red]error:[/] {error}")
         return 2
+    finally:
+        if "pyspark" in sys.modules:  # a command that opened Spark Connect sessions
+            from lakehouse.session import close_all
+
+            close_all()
 
 
 if __name__ == "__main__":

@@ -71,3 +71,19 @@ def table_overview(spark: SparkSession, schemas: tuple[str, ...] = SCHEMAS) -> l
             when = last["timestamp"].strftime("%m-%d %H:%M:%S")
             rows.append((schema, table.name, count, str(last["version"]), f"{last['operation']} at {when}", owner))
     return rows
+
+
+def close_all() -> None:
+    """Release what this process holds on the servers, then stop its sessions. Spark Connect ML
+    models release their server-side cache from a finalizer; left to interpreter exit, that gRPC
+    call was seen waiting for ever (`lakehouse train` printed its results and never returned), so
+    the finalizers run here, while the sessions can still answer them."""
+    import gc
+
+    gc.collect()
+    for url, session in list(_sessions.items()):
+        try:
+            session.stop()
+        except Exception:  # noqa: BLE001 - a server that is gone has nothing left to release
+            pass
+        _sessions.pop(url, None)
