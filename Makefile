@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 
 export LAKEHOUSE_HOME LAKEHOUSE_MLFLOW_DIR MOVIELENS_SOURCE
 
-.PHONY: help setup check-java run up down status ingest dbt-build train similarity housekeeping mlflow test test-unit bench bench-ml bench-stream bench-readers lock clean \
+.PHONY: help setup check-java run up down status ingest dbt-build train similarity housekeeping mlflow test test-unit bench bench-ml bench-stream lock clean \
 	superset-setup superset superset-import superset-check superset-lock check-chromium
 
 help: ## list the targets
@@ -120,9 +120,6 @@ bench-ml: setup ## recommender quality on ml-100k's folds vs scikit-surprise and
 
 bench-stream: setup ## streaming latency (landing -> bronze over Thrift, -> recommendations) and sustained ingest
 	$(BIN)/python bench/streaming.py
-
-bench-readers: setup ## Thrift readers polling ml.recommendations and gold marts while the stream, dbt and train write
-	$(BIN)/python bench/readers.py
 
 lock: ## re-resolve requirements.lock from pyproject.toml's pins
 	rm -rf /tmp/lakehouse-lock && $(PYTHON) -m venv /tmp/lakehouse-lock

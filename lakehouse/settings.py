@@ -6,6 +6,7 @@ a temporary data directory).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +102,10 @@ class Settings:
 
     @property
     def stream_checkpoint(self) -> Path:
-        return self.checkpoint_dir / "rating-events"
+        """One checkpoint per landing folder: Spark's file source records the paths it has read, and
+        a checkpoint made on another folder fails the query ("Wrong basePath")."""
+        folder = hashlib.sha1(str(self.stream_dir).encode()).hexdigest()[:10]
+        return self.checkpoint_dir / f"rating-events-{folder}"
 
     @property
     def stream_archive_dir(self) -> Path:
