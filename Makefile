@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 
 export LAKEHOUSE_HOME LAKEHOUSE_MLFLOW_DIR MOVIELENS_SOURCE
 
-.PHONY: help setup check-java run up down status ingest dbt-build train similarity housekeeping mlflow test test-unit bench bench-ml bench-stream lock clean \
+.PHONY: help setup check-java run up down status ingest dbt-build train similarity housekeeping mlflow test test-jars test-unit bench bench-ml bench-stream bench-readers lock clean \
 	superset-setup superset superset-import superset-check superset-lock check-chromium
 
 help: ## list the targets
@@ -103,7 +103,11 @@ superset-lock: ## re-resolve superset/requirements.lock from superset/requiremen
 	{ echo "# The whole tree of superset/requirements.in, resolved on Python 3.11 (make superset-lock)."; \
 	  /tmp/superset-lock/bin/pip freeze --all --exclude pip; } > superset/requirements.lock
 
-test: setup superset-setup check-chromium ## run the test suite (starts its own server on free ports; never touches yours)
+# The tests share one verified copy of Delta's jars under .cache/ (the unit tests check it too).
+test-jars: setup
+	LAKEHOUSE_JAR_CACHE=$(CURDIR)/.cache/jars $(BIN)/lakehouse jars
+
+test: setup superset-setup check-chromium test-jars ## run the test suite (starts its own server on free ports; never touches yours)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: setup ## unit tests only (no Spark)
@@ -120,6 +124,9 @@ bench-ml: setup ## recommender quality on ml-100k's folds vs scikit-surprise and
 
 bench-stream: setup ## streaming latency (landing -> bronze over Thrift, -> recommendations) and sustained ingest
 	$(BIN)/python bench/streaming.py
+
+bench-readers: setup ## Thrift readers' failed and empty reads while the stream, dbt build and train all write
+	$(BIN)/python bench/readers.py
 
 lock: ## re-resolve requirements.lock from pyproject.toml's pins
 	rm -rf /tmp/lakehouse-lock && $(PYTHON) -m venv /tmp/lakehouse-lock

@@ -18,7 +18,6 @@ in that directory. Prints tables and writes bench/results/ml_quality.json.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform

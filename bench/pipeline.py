@@ -25,6 +25,7 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.harness import free_port  # noqa: E402
 from lakehouse import server  # noqa: E402
 from lakehouse.console import console, table  # noqa: E402
 from lakehouse.dbt_runner import run_dbt  # noqa: E402
@@ -58,14 +59,6 @@ class PeakMemory:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def one_run(dataset: str, source: Path, driver_memory: str) -> dict[str, float]:

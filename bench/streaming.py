@@ -34,7 +34,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import re
 import signal
 import statistics
@@ -42,16 +41,16 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.harness import POLL_SECONDS, LoadSampler, fmt, free_port, machine_info, short_error, stats  # noqa: E402
 from lakehouse import server  # noqa: E402
 from lakehouse.console import Stages, console, table  # noqa: E402
 from lakehouse.dbt_runner import ML_NODES, run_dbt  # noqa: E402
@@ -63,16 +62,7 @@ from lakehouse.stream import job, replay, tables  # noqa: E402
 
 DEFAULT_ML_100K = REPO.parent / "shared" / "data" / "movielens" / "ml-100k"
 HOLDOUT_FRACTION = 0.1  # as `make run`
-POLL_SECONDS = 0.25
 LANDED_NAME = re.compile(r"ratings-(\d{8}T\d{12})Z-")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def landed_epoch(name: str) -> float:
@@ -82,73 +72,12 @@ def landed_epoch(name: str) -> float:
     return datetime.strptime(stamp, "%Y%m%dT%H%M%S%f").replace(tzinfo=timezone.utc).timestamp()
 
 
-def stats(values: list[float]) -> dict[str, float | int | None]:
-    if not values:
-        return {"n": 0, "p50": None, "p95": None, "max": None}
-    a = np.asarray(values)
-    return {"n": len(values), "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)), "max": float(a.max())}
-
-
 def med(values) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
 
 
-def fmt(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 # ---- the machine, and how busy it is --------------------------------------------------------
-
-
-@dataclass
-class LoadSampler:
-    """1-minute load average and CPU use every 5 s: the machine is shared, so say how loaded."""
-
-    load: list[float] = field(default_factory=list)
-    cpu: list[float] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def start(self) -> "LoadSampler":
-        psutil.cpu_percent(None)
-        threading.Thread(target=self._run, daemon=True).start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(5.0):
-            self.load.append(os.getloadavg()[0])
-            self.cpu.append(psutil.cpu_percent(None))
-
-    def stop(self) -> dict:
-        self._stop.set()
-        return {"load1_mean": round(statistics.fmean(self.load), 2) if self.load else None,
-                "load1_max": round(max(self.load), 2) if self.load else None,
-                "cpu_percent_mean": round(statistics.fmean(self.cpu), 1) if self.cpu else None}
-
-
-def other_spark_jvms() -> int:
-    """Spark drivers of other people on this machine (ours is not started yet when counted)."""
-    count = 0
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        try:
-            if proc.info["name"] == "java" and "org.apache.spark.deploy.SparkSubmit" in (proc.info["cmdline"] or []):
-                count += 1
-        except psutil.Error:
-            continue
-    return count
-
-
-def machine_info() -> dict:
-    return {
-        "cpus": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "processor": platform.processor() or platform.machine(),
-        "shared": True,  # other engineers' test servers run beside the benchmark
-        "other_spark_jvms_at_start": other_spark_jvms(),
-        "load_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
 
 
 # ---- what landed, and what a Thrift client sees --------------------------------------------
@@ -178,16 +107,6 @@ class RecordingSource:
     def take(self, count: int) -> frozenset[int]:
         users, self.drawn = frozenset(self.drawn[:count]), self.drawn[count:]
         return users
-
-
-def short_error(error: Exception) -> str:
-    """PyHive raises with the whole Thrift response: keep the server's error class and subject."""
-    try:
-        text = error.args[0].status.errorMessage
-    except (AttributeError, IndexError):
-        text = str(error) or repr(error)
-    text = text.replace("Error running query: ", "")
-    return re.sub(r"org\.apache\.\S+: ", "", text.strip().splitlines()[0])[:200]
 
 
 class ThriftWatcher(threading.Thread):

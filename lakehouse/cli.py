@@ -46,6 +46,14 @@ def print_server(state: server.ServerState, settings: Settings) -> None:
     )
 
 
+def cmd_jars(args: argparse.Namespace) -> int:
+    from lakehouse import delta_jars
+
+    for path in delta_jars.resolve(_settings(args), say=console.print):
+        console.print(str(path))
+    return 0
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from lakehouse import mlflow_ui
@@ -258,6 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--master", help="Spark master URL (default local[*], or LAKEHOUSE_MASTER)")
     up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for both ports")
     up.set_defaults(func=cmd_up)
+
+    jars = sub.add_parser(
+        "jars",
+        help="fetch the pinned Delta Lake jars into the cache (what `up` does first) and print their paths",
+        description="Fetches io.delta:delta-spark_4.1_2.13 and io.delta:delta-storage 4.1.0 with Maven into "
+        "LAKEHOUSE_JAR_CACHE (default <data dir>/cache/jars), checks their SHA-256 against the pins, and "
+        "prints where they are: run it once while online, then later starts work offline.",
+    )
+    jars.set_defaults(func=cmd_jars)
 
     down = sub.add_parser("down", help="stop the lakehouse server and its child processes")
     down.set_defaults(func=cmd_down)

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ from lakehouse import tables
 from lakehouse.stream import job
 from tests.conftest import REPO, free_port
 from tests.integration.conftest import copy_dataset, fresh, ingest
+from tests.integration.helpers import fresh_stream, land, log_since, log_size, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -37,33 +37,6 @@ RATINGS_PER_FILE = 50
 
 
 # ---- helpers ------------------------------------------------------------------------------------
-
-def wait_for(predicate, timeout: float, what: str, step: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def land(folder: Path, name: str, data: str) -> Path:
-    """Write as the simulator does: a dot-name first, then an atomic rename."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.tmp"
-    tmp.write_text(data)
-    final = folder / name
-    os.rename(tmp, final)
-    return final
-
-
-def stream_settings(base, tmp_path: Path):
-    settings = dataclasses.replace(base, stream_dir=tmp_path / "landing", stream_trigger_seconds=1.0)
-    job.stop(settings)  # none must be running on the checkpoint removed here
-    shutil.rmtree(settings.stream_checkpoint, ignore_errors=True)  # a fresh stream per test
-    return settings
-
 
 class Lander(threading.Thread):
     """Lands files of RATINGS_PER_FILE valid ratings: `at_least` of them one every `every` seconds,
@@ -102,18 +75,6 @@ class Lander(threading.Thread):
         assert not self.is_alive(), "the landing thread did not finish"
         assert self.error is None, f"landing failed: {self.error!r}"
         return self.landed
-
-
-def log_since(path: Path, offset: int) -> str:
-    if not path.exists():
-        return ""
-    with path.open("rb") as log:
-        log.seek(offset)
-        return log.read().decode("utf-8", errors="replace")
-
-
-def log_size(path: Path) -> int:
-    return path.stat().st_size if path.exists() else 0
 
 
 def stream_committed_rows(spark, settings) -> int:
@@ -318,7 +279,7 @@ def champion(spark, bronze_loaded):
 def test_dbt_build_while_the_stream_appends(spark, bronze_loaded, tmp_path):
     from lakehouse.dbt_runner import ML_NODES, run_dbt
 
-    settings = stream_settings(bronze_loaded, tmp_path)
+    settings = fresh_stream(bronze_loaded, tmp_path / "landing")
     offset = log_size(settings.stream_log)
     pid = job.detach(settings, fold_in=False)
     lander = Lander(settings.stream_dir, "during-dbt")
@@ -338,7 +299,7 @@ def test_dbt_build_while_the_stream_appends(spark, bronze_loaded, tmp_path):
 def test_train_while_the_stream_folds_in(spark, champion, tmp_path):
     from ml.train import run_training
 
-    settings = stream_settings(champion, tmp_path)
+    settings = fresh_stream(champion, tmp_path / "landing")
     top_n = 10
     offset = log_size(settings.stream_log)
     pid = job.detach(settings, fold_in=True)

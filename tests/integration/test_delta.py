@@ -6,9 +6,7 @@ and housekeeping / `lakehouse status` report what Delta did."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +21,7 @@ from pyspark.sql import types as T
 
 from lakehouse import delta, tables
 from tests.integration.conftest import count, fresh, ingest
+from tests.integration.helpers import fresh_stream, land, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 VALID_TS = 1_600_000_000  # 2020-09-13
@@ -61,26 +60,6 @@ def thrift_dicts(connection, statement: str) -> list[dict]:
         cursor.execute(statement)
         names = [d[0].split(".")[-1] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
-
-
-def land(folder: Path, name: str, data: str) -> Path:
-    """Write as the simulator does: a dot-name first, then an atomic rename."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.tmp"
-    tmp.write_text(data)
-    final = folder / name
-    os.rename(tmp, final)
-    return final
-
-
-def wait_for(predicate, timeout: float, what: str, step: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -273,19 +252,10 @@ def test_delta_statements_work_over_both_clients(kind, lean, lakehouse_server):
 # ---- c (ii). Thrift after a stream micro-batch ---------------------------------------------
 
 
-def stream_settings(base, tmp_path: Path):
-    from lakehouse.stream import job
-
-    settings = dataclasses.replace(base, stream_dir=tmp_path / "landing", stream_trigger_seconds=1.0)
-    job.stop(settings)  # none must be running on the checkpoint removed here
-    shutil.rmtree(settings.stream_checkpoint, ignore_errors=True)  # a fresh stream
-    return settings
-
-
 def test_delta_over_a_second_thrift_connection_after_a_stream_batch(lean, bronze, tmp_path):
     from lakehouse.stream import job
 
-    settings = stream_settings(bronze, tmp_path)
+    settings = fresh_stream(bronze, tmp_path / "landing")
     query = job.start_query(lean, settings, on_committed=None)
     try:
         name = f"loader-{uuid.uuid4().hex[:8]}.csv"

@@ -6,8 +6,6 @@ import dataclasses
 import os
 import random
 import re
-import shutil
-import signal
 import time
 from pathlib import Path
 
@@ -19,26 +17,10 @@ from lakehouse import tables
 from lakehouse.stream import job
 from tests.conftest import free_port
 from tests.integration.conftest import ingest
+from tests.integration.helpers import fresh_stream, kill_group, land, wait_for
 
 VALID_TS = 1_600_000_000  # 2020-09-13
 SYNTHETIC_MOVIES = 400  # movie ids 1..400 exist in the synthetic dataset
-
-
-def land(folder: Path, name: str, data: bytes | str) -> Path:
-    """Write as the simulator does: a dot-name first, then an atomic rename."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.tmp"
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    final = folder / name
-    os.rename(tmp, final)
-    return final
-
-
-def stream_settings(base, tmp_path: Path, **overrides):
-    settings = dataclasses.replace(base, stream_dir=tmp_path / "landing", stream_trigger_seconds=1.0, **overrides)
-    job.stop(settings)  # none must be running on the checkpoint removed here
-    shutil.rmtree(settings.stream_checkpoint, ignore_errors=True)  # a fresh stream per test
-    return settings
 
 
 def committed_files(spark, settings) -> dict[str, object]:
@@ -46,16 +28,6 @@ def committed_files(spark, settings) -> dict[str, object]:
     sid = job.stream_id(settings)
     rows = spark.table(tables.STREAM_FILES.name).where(F.col("load_id").startswith(f"stream-{sid}-")).collect()
     return {r.source_file: r for r in rows}
-
-
-def wait_for(predicate, timeout: float, what: str, step: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +68,13 @@ def bad_input_files() -> dict[str, tuple[bytes, int, int, list[str]]]:
 
 
 def test_bad_input_is_quarantined_and_every_file_conserves_its_rows(spark, synthetic_bronze, tmp_path):
-    settings = stream_settings(synthetic_bronze, tmp_path)
+    settings = fresh_stream(synthetic_bronze, tmp_path / "landing")
     files = bad_input_files()
     assert len(files["fifty-megabytes.csv"][0]) > 50 * 2**20
     for name, (data, *_rest) in files.items():
         land(settings.stream_dir, name, data)
     land(settings.stream_dir, "empty.csv", b"")
-    query = job.start_query(spark, settings, fold_in=False)
+    query = job.start_query(spark, settings)
     try:
         seen = wait_for(lambda: (c := committed_files(spark, settings)) and len(c) >= len(files) and c, 600,
                         "every landed file in bronze.stream_files")
@@ -155,18 +127,6 @@ def exactly_once(spark, settings, expected: int, first_user: int) -> None:
     assert mine.select("source_file", "line_number").distinct().count() == expected  # nothing twice
 
 
-def kill_group(pid: int) -> None:
-    """kill -9 a process group, and wait until its leader is gone (reaped, if it is our child)."""
-    import psutil
-
-    leader = psutil.Process(pid)
-    os.killpg(os.getpgid(pid), signal.SIGKILL)
-    try:
-        leader.wait(timeout=30)
-    except psutil.NoSuchProcess:
-        pass
-
-
 def wait_for_batch_start(settings, after: int) -> None:
     """Block until the stream log reports a batch starting (the log may hold older lines)."""
     def started():
@@ -181,7 +141,7 @@ def batch_starts(settings) -> int:
 
 
 def test_killing_the_stream_process_mid_batch_loses_and_duplicates_nothing(spark, synthetic_bronze, tmp_path):
-    settings = stream_settings(synthetic_bronze, tmp_path, stream_max_files_per_trigger=3)
+    settings = fresh_stream(synthetic_bronze, tmp_path / "landing", stream_max_files_per_trigger=3)
     expected = land_numbered_files(settings.stream_dir, 12, 2000, first_user=200_000)
     for round_ in range(2):
         before = batch_starts(settings)
@@ -239,7 +199,7 @@ def test_each_server_gets_its_own_session(spark, second_server):
 def test_killing_the_server_mid_batch_loses_and_duplicates_nothing(second_server, tmp_path):
     from lakehouse import server
 
-    settings = stream_settings(second_server, tmp_path, stream_max_files_per_trigger=3)
+    settings = fresh_stream(second_server, tmp_path / "landing", stream_max_files_per_trigger=3)
     expected = land_numbered_files(settings.stream_dir, 9, 2000, first_user=300_000)
     job.detach(settings, fold_in=False)
     wait_for_batch_start(settings, 0)

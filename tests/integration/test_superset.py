@@ -8,7 +8,6 @@ import dataclasses
 import json
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -18,21 +17,13 @@ import yaml
 from lakehouse.dbt_runner import ML_NODES, run_dbt
 from lakehouse.superset import bundle, service
 from tests.integration.conftest import ingest
+from tests.integration.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parent.parent.parent
 ARTIFACTS = REPO / "test-artifacts" / "superset"
 STREAMED = 240  # ratings replayed through the stream (4 files of 60)
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(2.0)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def streamed_lines(spark) -> int:
@@ -69,7 +60,7 @@ def marts(spark, lakehouse_server, synthetic_100k_layout, tmp_path_factory):
         users, movies = replay.known_ids(settings, spark)
         replay.replay(settings, source=replay.synthetic_ratings(users, movies, seed=5), limit=STREAMED,
                       rows_per_file=60, rate=0, burst=False)
-        wait_for(lambda: streamed_lines(spark) >= STREAMED, 240, "the stream to commit the ratings")
+        wait_for(lambda: streamed_lines(spark) >= STREAMED, 240, "the stream to commit the ratings", step=2.0)
     finally:
         job.stop(settings)
     outcome = run_dbt(settings, "build", "--select", ML_NODES)

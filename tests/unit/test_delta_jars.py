@@ -14,7 +14,7 @@ from lakehouse.delta_jars import JARS, DeltaJarsError
 from lakehouse.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
-REAL_JARS = REPO / ".cache" / "jars"  # the verified jars a `lakehouse up` resolved here
+REAL_JARS = REPO / ".cache" / "jars"  # the verified jars `make test-jars` resolved here
 DELTA_SPARK, DELTA_STORAGE = JARS
 
 
@@ -22,7 +22,7 @@ DELTA_SPARK, DELTA_STORAGE = JARS
 def real_jars() -> Path:
     missing = [j.file_name for j in JARS if not (REAL_JARS / j.file_name).is_file()]
     if missing:
-        reason = f"the real Delta jars are not in {REAL_JARS} (missing {', '.join(missing)}): run `lakehouse up` once"
+        reason = f"the real Delta jars are not in {REAL_JARS} (missing {', '.join(missing)}): run `make test-jars` (or `lakehouse jars`) once"
         print(reason)
         pytest.skip(reason)
     for jar in JARS:
