@@ -12,8 +12,9 @@ SUPERSET_VENV := .venv-superset
 LAKEHOUSE_HOME ?= $(CURDIR)/.lakehouse
 LAKEHOUSE_MLFLOW_DIR ?= $(CURDIR)/mlflow
 DATASET ?= ml-100k
-# A local MovieLens copy (folder or zip); empty = download the official zip.
-MOVIELENS_SOURCE ?=
+# A local MovieLens copy (folder or zip). Default: the copy in ../shared/data/movielens/ when
+# there is one (these machines cannot reach GroupLens), else empty = download the official zip.
+MOVIELENS_SOURCE ?= $(wildcard $(abspath $(CURDIR)/../shared/data/movielens/$(DATASET)))
 PYTEST_ARGS ?=
 
 export LAKEHOUSE_HOME LAKEHOUSE_MLFLOW_DIR MOVIELENS_SOURCE
