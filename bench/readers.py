@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -283,6 +284,10 @@ def writers_table(result: dict):
 # ---- main ------------------------------------------------------------------------------------
 
 
+def passed(result: dict) -> bool:
+    return result["reads"]["failed"] == 0 and result["reads"]["empty"] == 0 and all(w["ok"] for w in result["writers"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--replay-seconds", type=float, default=30.0, help="replay at least this long (default 30)")
@@ -299,8 +304,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through the finally: stream and server stop
     machine = machine_info()
     load = LoadSampler().start()
-    temp = None if args.home else tempfile.TemporaryDirectory(prefix="lakehouse-bench-readers-")
-    home = (args.home or Path(temp.name)).resolve()
+    temp = None if args.home else Path(tempfile.mkdtemp(prefix="lakehouse-bench-readers-"))
+    home = (args.home or temp).resolve()
     home.mkdir(parents=True, exist_ok=True)
     settings = Settings(home=home, thrift_port=free_port(), connect_port=free_port(), driver_memory=args.driver_memory,
                         mlflow_dir=home / "mlflow", mlflow_port=free_port(), stream_dir=home / "landing",
@@ -341,8 +346,10 @@ def main() -> int:
         machine["load"] = load.stop()
         machine["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
         console.print(stages.summary())
-        if temp is not None:
-            temp.cleanup()
+        if temp is not None and result is not None and passed(result):
+            shutil.rmtree(temp, ignore_errors=True)
+        elif temp is not None:  # what went wrong is in its logs
+            console.print(f"[yellow]kept the data directory for its logs: {home}[/]")
 
     out = {
         "machine": machine, "dataset": dataset,
@@ -361,8 +368,7 @@ def main() -> int:
     for error in result["errors"][:10]:
         console.print(f"[red]failed read[/] {error['table']} at +{error['at_s']}s: {error['error']}")
     console.print(f"wrote {args.out}")
-    verdict = result["reads"]["failed"] == 0 and result["reads"]["empty"] == 0 and all(w["ok"] for w in result["writers"])
-    return 0 if verdict else 1
+    return 0 if passed(result) else 1
 
 
 if __name__ == "__main__":

@@ -30,6 +30,14 @@ SINGLE_MACHINE_CONF = {
 }
 
 
+HIVE_FOLDERS = {
+    "hive.server2.logging.operation.log.location": "operation_logs",
+    "hive.exec.local.scratchdir": "scratch",
+    "hive.exec.scratchdir": "scratch-dfs",
+    "hive.downloaded.resources.dir": "resources",
+}
+
+
 def spark_conf(settings: Settings, jars: list) -> dict[str, str]:
     """The driver's whole Spark conf: catalog, endpoints, and Delta Lake on the start-up class path."""
     # Derby writes derby.log into the working directory unless told otherwise.
@@ -53,6 +61,11 @@ def spark_conf(settings: Settings, jars: list) -> dict[str, str]:
         ),
         "spark.hadoop.hive.server2.thrift.port": str(settings.thrift_port),
         "spark.hadoop.hive.server2.thrift.bind.host": settings.host,
+        # Hive's working folders default to /tmp/<user>/... and /tmp/<session>_resources, shared by
+        # every server of the user on the machine (and left behind): a server that stops deletes
+        # the operation-log root, and every other server's open Thrift sessions then log an
+        # IOException per statement. Each server keeps its own, under its data directory.
+        **{f"spark.hadoop.{key}": str(settings.run_dir / "hive" / folder) for key, folder in HIVE_FOLDERS.items()},
         # Run each Thrift statement inside its ExecuteStatement call: clients that poll for
         # completion (dbt-spark sleeps poll_interval seconds per poll) then find it finished.
         "spark.sql.hive.thriftServer.async": "false",

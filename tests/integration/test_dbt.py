@@ -59,19 +59,32 @@ def test_dbt_build_on_synthetic_data(spark, lakehouse_server, dataset, layout_fi
         assert spark.sql(f"describe detail {name}").first()["format"] == "delta", name
 
 
-def gold_versions(spark) -> dict[str, tuple[int, str]]:
-    tables_ = [t.name for t in spark.catalog.listTables("gold") if t.tableType != "VIEW"]
-    return {name: tuple(spark.sql(f"describe history gold.{name} limit 1").select("version", "operation").first())
+def versions(spark, schema: str = "gold") -> dict[str, tuple[int, str]]:
+    """Each table of `schema`: (its last Delta version, that commit's operation)."""
+    tables_ = [t.name for t in spark.catalog.listTables(schema) if t.tableType != "VIEW"]
+    return {name: tuple(spark.sql(f"describe history {schema}.{name} limit 1").select("version", "operation").first())
             for name in tables_}
+
+
+SEEDS = ("lookup_age_bands", "lookup_genres", "lookup_occupations", "lookup_user_activity_buckets")
 
 
 def test_second_dbt_build_adds_delta_versions(spark, lakehouse_server):
     before_rows = count(spark, "gold.ratings")
-    before = gold_versions(spark)
+    before, seeds_before = versions(spark), versions(spark, "silver")
+    seed_rows = {name: count(spark, f"silver.{name}") for name in SEEDS}
     outcome = run_dbt(lakehouse_server, "build", "--exclude", ML_NODES)
     assert outcome.ok, outcome.failures
     assert count(spark, "gold.ratings") == before_rows
-    after = gold_versions(spark)
+    after, seeds_after = versions(spark), versions(spark, "silver")
+    # A seed is reloaded in one commit on the same table (macros/seeds_in_one_commit.sql), not
+    # dropped, created and filled: its history goes on and it never reads empty.
+    for name in SEEDS:
+        assert seeds_after[name] == (seeds_before[name][0] + 1, "CREATE OR REPLACE TABLE AS SELECT"), \
+            (name, seeds_before[name], seeds_after[name])
+        assert count(spark, f"silver.{name}") == seed_rows[name] > 0
+        assert spark.sql(f"select count(*) from silver.{name} version as of {seeds_before[name][0]}").first()[0] \
+            == seed_rows[name]
     # Each rebuilt mart got a new version of the same table (history kept), not a new table...
     assert after["movies"][0] == before["movies"][0] + 1 and after["movies"][1] == "CREATE OR REPLACE TABLE AS SELECT"
     rebuilt = ("users", "genres", "rating_distribution", "top_movies_by_count", "user_activity")

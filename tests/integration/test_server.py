@@ -106,10 +106,23 @@ def _second_server(tmp_path, **changes) -> Settings:
     )
 
 
-def test_down_stops_the_server_and_every_child(tmp_path):
+def thrift_answers(settings, conn=None) -> bool:
+    cursor = (conn or hive.connect(host="127.0.0.1", port=settings.thrift_port, username="test")).cursor()
+    cursor.execute("select 1 + 1")
+    return cursor.fetchall() == [(2,)]
+
+
+def test_down_stops_the_server_and_every_child(tmp_path, lakehouse_server):
     settings = _second_server(tmp_path, master="local[1]")
+    session_conn = hive.connect(host="127.0.0.1", port=lakehouse_server.thrift_port, username="test")
+    assert thrift_answers(lakehouse_server, session_conn)
     state, started = server.up(settings, timeout=240)
     assert started
+    # Hive's working folders are the server's own, under its data directory.
+    own_conn = hive.connect(host="127.0.0.1", port=settings.thrift_port, username="test")
+    assert thrift_answers(settings, own_conn)
+    assert any((settings.run_dir / "hive" / "operation_logs").iterdir())  # the open session's folder
+    own_conn.close()
     assert state.master == "local[1]"  # --master / LAKEHOUSE_MASTER reaches the driver
     assert (settings.logs_dir / "server.log").stat().st_size > 0
     root = psutil.Process(state.pid)
@@ -121,6 +134,12 @@ def test_down_stops_the_server_and_every_child(tmp_path):
     assert not server.port_open("127.0.0.1", settings.thrift_port)
     assert not (settings.run_dir / "server.pid").exists()
     assert server.down(settings) is False
+    # Stopping one server leaves the other's Thrift sessions working: the one opened before and
+    # a new one (by default both servers' operation logs were in /tmp/<user>/operation_logs, which
+    # a stopping server deletes).
+    assert thrift_answers(lakehouse_server, session_conn)
+    assert thrift_answers(lakehouse_server)
+    session_conn.close()
 
 
 def test_up_fails_fast_without_the_delta_jars(tmp_path):
