@@ -34,7 +34,8 @@ HIVE_FOLDERS = {
     "hive.server2.logging.operation.log.location": "operation_logs",
     "hive.exec.local.scratchdir": "scratch",
     "hive.exec.scratchdir": "scratch-dfs",
-    "hive.downloaded.resources.dir": "resources",
+    # One folder per session, as Hive's default: a closing session deletes its own.
+    "hive.downloaded.resources.dir": "resources/${hive.session.id}_resources",
 }
 
 
