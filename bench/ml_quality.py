@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.harness import free_port  # noqa: E402
 from lakehouse import server  # noqa: E402
 from lakehouse.console import console, table  # noqa: E402
 from lakehouse.session import connect  # noqa: E402
@@ -44,12 +44,6 @@ DEFAULT_ML_100K = REPO.parent / "shared" / "data" / "movielens" / "ml-100k"
 RESULTS = REPO / "bench" / "results" / "ml_quality.json"
 TABLE = "bench.ml100k_ratings"
 FOLDS = ("u1", "u2", "u3", "u4", "u5")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def read_ratings(path: Path) -> pd.DataFrame:

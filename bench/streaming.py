@@ -51,14 +51,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.harness import POLL_SECONDS, LoadSampler, fmt, free_port, machine_info, short_error, stats  # noqa: E402
-from lakehouse import server  # noqa: E402
+from lakehouse import server, tables  # noqa: E402
 from lakehouse.console import Stages, console, table  # noqa: E402
 from lakehouse.dbt_runner import ML_NODES, run_dbt  # noqa: E402
 from lakehouse.generate import SyntheticSpec, generate  # noqa: E402
 from lakehouse.ingest_command import ingest_with_progress  # noqa: E402
 from lakehouse.session import connect  # noqa: E402
 from lakehouse.settings import Settings  # noqa: E402
-from lakehouse.stream import job, replay, tables  # noqa: E402
+from lakehouse.stream import job, replay  # noqa: E402
 
 DEFAULT_ML_100K = REPO.parent / "shared" / "data" / "movielens" / "ml-100k"
 HOLDOUT_FRACTION = 0.1  # as `make run`
@@ -75,9 +75,6 @@ def landed_epoch(name: str) -> float:
 def med(values) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
-
-
-# ---- the machine, and how busy it is --------------------------------------------------------
 
 
 # ---- what landed, and what a Thrift client sees --------------------------------------------

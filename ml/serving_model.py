@@ -1,7 +1,7 @@
 """The champions as MLflow pyfunc models: reloadable anywhere with pandas and NumPy, no Spark.
 
-A fitted Spark model is exported as small Parquet artifacts (biases, factors, neighbour lists,
-blend weights); `mlflow.pyfunc.load_model(...).predict(df)` reproduces the Spark predictions
+A fitted Spark model is exported as small Parquet files among the model's MLflow artifacts
+(biases, factors, neighbour lists, blend weights; files pandas reads, not lakehouse tables); `mlflow.pyfunc.load_model(...).predict(df)` reproduces the Spark predictions
 (a test checks they agree). `export_*` runs on the Spark side; the classes below are what MLflow
 pickles and reloads.
 """

@@ -3,19 +3,14 @@ temporary data directory: the tests never touch a server the user has running.""
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 
+from bench.harness import free_port  # noqa: F401 - the tests import it from here
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_ML_100K = REPO.parent / "shared" / "data" / "movielens" / "ml-100k"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
