@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 
 export LAKEHOUSE_HOME LAKEHOUSE_MLFLOW_DIR MOVIELENS_SOURCE
 
-.PHONY: help setup check-java run up down status ingest dbt-build train similarity housekeeping mlflow test test-jars test-unit bench bench-ml bench-stream bench-readers lock clean \
+.PHONY: help setup check-java run up down status ingest dbt-build train similarity housekeeping mlflow test test-jars test-unit bench bench-ml bench-stream bench-readers bench-soak lock clean \
 	superset-setup superset superset-import superset-check superset-lock check-chromium
 
 help: ## list the targets
@@ -128,6 +128,9 @@ bench-stream: setup ## streaming latency (landing -> bronze over Thrift, -> reco
 
 bench-readers: setup ## Thrift readers' failed and empty reads while the stream, dbt build and train all write
 	$(BIN)/python bench/readers.py
+
+bench-soak: setup ## 30 min of replay at 500 ratings/s, the stream killed every 5 min and the server once: nothing lost, nothing twice
+	$(BIN)/python bench/soak.py
 
 lock: ## re-resolve requirements.lock from pyproject.toml's pins
 	rm -rf /tmp/lakehouse-lock && $(PYTHON) -m venv /tmp/lakehouse-lock

@@ -1,4 +1,4 @@
-"""What the benchmarks share: free ports, summary statistics, the machine and how busy it is (these
+"""What the benchmarks share: free ports, kill -9 of a process group, summary statistics, the machine and how busy it is (these
 2-core machines are shared, so every result says how loaded it was), PyHive's errors made short,
 and a reader that polls table counts over Thrift as a dashboard would (tests/integration/
 test_readers.py asserts with the same reader)."""
@@ -23,6 +23,40 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def kill_group(pid: int | None) -> None:
+    """kill -9 a process group (never the caller's own), and wait until every process of it is
+    gone: a JVM child outliving its leader still holds the server's ports, and so does a JVM whose
+    main thread is already a zombie while its other threads are still exiting."""
+    import signal
+
+    assert pid is not None and os.getpgid(pid) != os.getpgid(0), "not a child's own process group"
+    group = os.getpgid(pid)
+    members = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == group:
+                members.append(process)
+        except (ProcessLookupError, psutil.Error):
+            pass
+    os.killpg(group, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        alive = [process for process in members if _still_running(process)]
+        if not alive:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"processes of group {group} outlived SIGKILL for 30 s: {[p.pid for p in alive]}")
+
+
+def _still_running(process: psutil.Process) -> bool:
+    try:
+        if process.status() != psutil.STATUS_ZOMBIE:
+            return True
+        return len(os.listdir(f"/proc/{process.pid}/task")) > 1  # threads still exiting
+    except (psutil.NoSuchProcess, FileNotFoundError):
+        return False
 
 
 def stats(values: list[float]) -> dict[str, float | int | None]:

@@ -33,7 +33,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,25 +44,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.harness import POLL_SECONDS, CountReader, LoadSampler, Read, fmt, free_port, machine_info, short_error, stats  # noqa: E402
+from bench.harness import POLL_SECONDS, CountReader, LoadSampler, Read, fmt, machine_info, stats  # noqa: E402
+from bench.prepared import DBT_BUILD, DEFAULT_ML_100K, bench_settings, lakehouse_cli, ledger_files, set_up, wait_committed  # noqa: E402
 from lakehouse import server, tables  # noqa: E402
 from lakehouse.console import Stages, console, table  # noqa: E402
-from lakehouse.dbt_runner import ML_NODES, run_dbt  # noqa: E402
-from lakehouse.generate import SyntheticSpec, generate  # noqa: E402
-from lakehouse.ingest_command import ingest_with_progress  # noqa: E402
+from lakehouse.dbt_runner import run_dbt  # noqa: E402
 from lakehouse.session import connect  # noqa: E402
 from lakehouse.settings import Settings  # noqa: E402
 from lakehouse.stream import job, replay  # noqa: E402
 
-DEFAULT_ML_100K = REPO.parent / "shared" / "data" / "movielens" / "ml-100k"
 READS = {
     "ml.recommendations": "select count(*) from ml.recommendations",
     "gold.movies": "select count(*) from gold.movies",
     "gold.ratings": "select count(*) from gold.ratings",
 }
-# dbt's unit tests run on fixtures, not on the tables read here.
-DBT_BUILD = ("build", "--exclude", ML_NODES, "--exclude-resource-type", "unit_test")
-SETUP_BUILD = (*DBT_BUILD, "--exclude-resource-type", "test")  # seeds and models
 
 
 # ---- the machine, and how busy it is (as bench/streaming.py) ---------------------------------
@@ -83,66 +77,6 @@ class Writer:
     @property
     def seconds(self) -> float | None:
         return None if self.started is None or self.finished is None else self.finished - self.started
-
-
-# ---- set-up ----------------------------------------------------------------------------------
-
-
-def lakehouse_cli(settings: Settings, *args: str, timeout: float = 1800) -> tuple[bool, str]:
-    """`lakehouse <args>` on the bench's server: (succeeded, the last lines of its output)."""
-    try:
-        proc = subprocess.run([sys.executable, "-m", "lakehouse.cli", *args], cwd=REPO,
-                              env={**os.environ, **settings.as_env()}, capture_output=True, text=True,
-                              timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return False, f"did not return within {timeout:.0f}s"
-    return proc.returncode == 0, "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-
-
-def set_up(stages: Stages, spark, settings: Settings, ml_100k: Path) -> str:
-    if (ml_100k / "u.data").exists():
-        source, label = ml_100k, f"ml-100k ({ml_100k})"
-    else:
-        source = settings.home / "synthetic-ml-100k"
-        generate(SyntheticSpec(layout="ml-100k", ratings=100_000, seed=1), source)
-        label = "synthetic 100k (ml-100k layout)"
-    with stages.stage("ingest ml-100k") as notes:
-        report = ingest_with_progress(spark, settings, "ml-100k", source)
-        notes.append(f"{sum(f.rows_loaded for f in report.files if f.target_table == tables.RATINGS.name):,} ratings")
-    with stages.stage("dbt build (seeds and models)") as notes:
-        outcome = run_dbt(settings, *SETUP_BUILD, "--quiet")
-        notes.append(outcome.describe())
-        if not outcome.ok:
-            raise SystemExit(f"dbt build failed: {outcome.failures}")
-    with stages.stage("lakehouse train --task ranking --grid quick") as notes:
-        ok, tail = lakehouse_cli(settings, "train", "--task", "ranking", "--grid", "quick")
-        if not ok:
-            raise SystemExit(f"lakehouse train failed:\n{tail}")
-        notes.append("champion published")
-    return label
-
-
-def ledger_files(spark, settings: Settings, names: list[str]) -> dict[str, int]:
-    """Landed file -> rows accepted, for the files bronze.stream_files has for this stream."""
-    from pyspark.sql import functions as F
-
-    spark.catalog.refreshTable(tables.STREAM_FILES.name)
-    prefix = f"{tables.STREAM_LOAD_PREFIX}{job.stream_id(settings)}-"
-    rows = (spark.table(tables.STREAM_FILES.name).where(F.col("source_file").isin(names))
-            .where(F.col("load_id").startswith(prefix)).select("source_file", "rows_accepted").collect())
-    return {r.source_file: r.rows_accepted for r in rows}
-
-
-def wait_committed(spark, settings: Settings, names: list[str], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if len(ledger_files(spark, settings, names)) >= len(names):
-                return True
-        except Exception as error:  # noqa: BLE001 - a read racing a write: try again
-            console.print(f"[yellow]ledger read failed, retrying: {short_error(error)}[/]")
-        time.sleep(1.0)
-    return False
 
 
 # ---- the measured run ------------------------------------------------------------------------
@@ -307,12 +241,7 @@ def main() -> int:
     temp = None if args.home else Path(tempfile.mkdtemp(prefix="lakehouse-bench-readers-"))
     home = (args.home or temp).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    settings = Settings(home=home, thrift_port=free_port(), connect_port=free_port(), driver_memory=args.driver_memory,
-                        mlflow_dir=home / "mlflow", mlflow_port=free_port(), stream_dir=home / "landing",
-                        stream_trigger_seconds=1.0,
-                        # Delta's jars resolved once for every bench run (git-ignored), not per temp home.
-                        jar_cache=Path(os.environ.get("LAKEHOUSE_JAR_CACHE") or REPO / ".cache" / "jars").resolve())
-    os.environ["DBT_TARGET_PATH"] = str(home / "dbt-target")
+    settings = bench_settings(home, args.driver_memory)
     console.print(f"machine: {machine['cpus']} cores, {machine['memory_gib']} GiB, load {machine['load_at_start']}, "
                   f"{machine['other_spark_jvms_at_start']} other Spark drivers running; data directory {home}")
     stages = Stages()

@@ -323,7 +323,7 @@ def sustained_run(bench: Bench, rate: float, rows_per_file: int, duration: float
     def sample() -> None:  # files waiting in the landing folder (processed ones are archived)
         while not stop.wait(1.0):
             try:
-                waiting = sum(1 for e in os.scandir(settings.stream_dir) if not e.name.startswith("."))
+                waiting = sum(1 for e in os.scandir(settings.stream_inbox_dir) if not e.name.startswith("."))
             except OSError:
                 continue
             backlog_files.append((time.time(), waiting))

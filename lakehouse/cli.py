@@ -114,7 +114,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         connect(settings), settings, args.dataset, args.source, args.replace, args.holdout_fraction
     )
     print_ingest_report(report)
-    return 0 if all(f.conserved for f in report.files) else 1
+    return 0 if report.ok else 1  # counts that do not add up, or a file with every row quarantined
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -198,8 +198,20 @@ def print_stream_status(settings: Settings) -> int:
         console.print(f"The stream is not running (landing folder {settings.stream_dir}).")
         return 1
     rows = [(k, str(status.get(k))) for k in ("state", "pid", "landing", "trigger_seconds", "batches", "rows_accepted",
-                                              "rows_quarantined", "users_refreshed", "last_batch", "last_latency_max")]
+                                              "rows_quarantined", "users_refreshed", "last_batch", "last_latency_max",
+                                              "files_taken", "files_waiting", "files_dead_lettered", "restarts",
+                                              "last_error")]
     console.print(key_values("Stream", rows))
+    return 0
+
+
+def cmd_land(args: argparse.Namespace) -> int:
+    from lakehouse.stream import landing
+
+    settings = _settings(args)
+    landed = landing.land(settings, args.files)
+    console.print(table(f"Landed for the stream ({settings.stream_inbox_dir})", ["file", "landed as", "bytes"],
+                        [(str(given), path.name, path.stat().st_size) for given, path in landed]))
     return 0
 
 
@@ -216,6 +228,16 @@ def cmd_housekeeping(args: argparse.Namespace) -> int:
     done = housekeep(connect(_settings(args)))
     console.print(table("Housekeeping: OPTIMIZE, then VACUUM (default retention, 7 days)",
                         ["table", "files before", "files after", "files vacuumed", "version"], [d.row() for d in done]))
+    return 0
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from lakehouse.quarantine_report import parse_since, print_report, quarantine_report
+    from lakehouse.session import connect
+
+    since = parse_since(args.since) if args.since else None
+    print_report(quarantine_report(connect(_settings(args)), source_file=args.file, since=since, load_id=args.load,
+                                   samples=args.samples, limit=args.limit))
     return 0
 
 
@@ -354,6 +376,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_replay_arguments(replay)
     replay.set_defaults(func=cmd_replay)
 
+    land = sub.add_parser(
+        "land",
+        help="hand rating files to the stream, safely (checked, copied whole, a unique name)",
+        description="Checks each file (readable text, no line over 1 MiB, no NUL byte), then copies it into "
+        "the stream's inbox atomically under a name unique in the stream, with the current time as its "
+        "landing time: a name used before is read again, as new data. Nothing is landed if a file is "
+        "refused. Files written into the landing folder (LAKEHOUSE_STREAM_DIR) by other means are taken "
+        "by the running stream once no process writes them and they are unchanged for "
+        "LAKEHOUSE_STREAM_SETTLE_SECONDS.",
+    )
+    land.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    land.set_defaults(func=cmd_land)
+
     stream = sub.add_parser(
         "stream",
         help="the streaming job: landing folder -> bronze.rating_events, recommendations folded in",
@@ -379,6 +414,22 @@ def build_parser() -> argparse.ArgumentParser:
         "working for a week). Prints the files before and after and the table versions.",
     )
     housekeeping.set_defaults(func=cmd_housekeeping)
+
+    quarantine = sub.add_parser(
+        "quarantine",
+        help="why lines were rejected: counts per file and reason in bronze.quarantine, with sample lines",
+        description="Groups the committed lines of bronze.quarantine (batch ingest and stream) by file and by kind "
+        "of reason (numbers shown as N, so 'expected 4 fields, got 3' and '... got 5' are one kind), the largest "
+        "first, with each group's line numbers, loads and a few sample raw lines with their exact reasons.",
+    )
+    quarantine.add_argument("--file", metavar="NAME", help="only this source file (shell patterns: 'ratings-*.csv')")
+    quarantine.add_argument("--since", metavar="WHEN",
+                            help="only lines quarantined since WHEN: a duration (30m, 2h, 7d) or an ISO time (UTC)")
+    quarantine.add_argument("--load", metavar="LOAD_ID",
+                            help="only this load (an ingest's load_id or a micro-batch's stream-<id>-<batch>; patterns)")
+    quarantine.add_argument("--samples", type=int, default=3, metavar="N", help="sample lines per group (default 3)")
+    quarantine.add_argument("--limit", type=int, default=30, metavar="N", help="groups shown, the largest first (default 30)")
+    quarantine.set_defaults(func=cmd_quarantine)
 
     mlflow = sub.add_parser("mlflow", help="serve the MLflow UI on 127.0.0.1:5000 (LAKEHOUSE_MLFLOW_PORT)")
     mlflow.add_argument("action", choices=("up", "down"))
@@ -409,16 +460,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    code = 1  # an exception that is not caught below
     try:
-        return args.func(args)
+        code = args.func(args)
+        return code
     except (server.ServerError, RuntimeError, ValueError, FileNotFoundError) as error:
         console.print(f"[red]error:[/] {error}")
-        return 2
+        code = 2
+        return code
     finally:
         if "pyspark" in sys.modules:  # a command that opened Spark Connect sessions
-            from lakehouse.session import close_all
+            _release_spark(code, as_program=argv is None)
 
-            close_all()
+
+def _release_spark(code: int, *, as_program: bool) -> None:
+    """Every command returns: the models and sessions it holds on the server are released here,
+    with a deadline (lakehouse/session.py: close_all), so no finalizer is left to call the server
+    at interpreter exit. Should the server not answer by the deadline, what is left behind can
+    still block the exit: pyspark's pool of ReleaseExecute calls, which the interpreter joins at
+    exit, and the gRPC calls on the release thread. Only then, and only when `lakehouse` runs as a
+    program (never for a caller of main() in its own process), the process ends with os._exit
+    after flushing its output: the command's work is done and committed (every table write is a
+    Delta commit, every MLflow run ended), and only the goodbyes to an unresponsive server are
+    skipped."""
+    from lakehouse.session import CLOSE_TIMEOUT_SECONDS, close_all
+
+    if close_all() or not as_program:
+        return
+    import traceback
+
+    if sys.exc_info()[0] is not None:  # an exception on its way out: show it before leaving
+        traceback.print_exc()
+        code = code or 1
+    console.print(f"[yellow]warning:[/] the Spark Connect server did not answer the release of this command's "
+                  f"models and sessions within {CLOSE_TIMEOUT_SECONDS:.0f}s; exiting without waiting for it.")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -73,3 +73,80 @@ def run_dbt(settings: Settings, *args: str, project_dir: Path = PROJECT_DIR) -> 
             if result["status"] in ("error", "fail"):
                 failures.append(result["unique_id"])
     return DbtOutcome(proc.returncode, dict(statuses), failures)
+
+
+@dataclass(frozen=True)
+class SourceFreshness:
+    """One source table's `dbt source freshness` result."""
+
+    source: str  # <source>.<table>, e.g. stream.stream_batches
+    status: str  # pass, warn, error or runtime error
+    age_seconds: float | None  # since its latest loaded_at_field value
+    message: str = ""  # dbt's error, for a runtime error
+
+    @property
+    def stale(self) -> bool:
+        return self.status in ("warn", "error")
+
+    def describe(self) -> str:
+        if self.status == "runtime error":
+            return f"{self.source}: could not be checked ({self.message.splitlines()[0][:200] if self.message else 'see the dbt log'})"
+        age = "never loaded" if self.age_seconds is None else f"last load {_age(self.age_seconds)} ago"
+        return f"{self.source}: {age}" + (" (stale)" if self.stale else "")
+
+
+@dataclass(frozen=True)
+class FreshnessOutcome:
+    returncode: int
+    sources: list[SourceFreshness]
+
+    @property
+    def stale(self) -> list[SourceFreshness]:
+        return [s for s in self.sources if s.stale or s.status == "runtime error"]
+
+    def describe(self) -> str:
+        """'4 fresh' or '3 fresh, 1 stale: stream.stream_batches (last load 2.1 h ago)'."""
+        fresh = sum(1 for s in self.sources if s.status == "pass")
+        if not self.sources:
+            return "no source with a freshness check answered (see the dbt log)"
+        stale = self.stale
+        return f"{fresh} fresh" + (f", {len(stale)} stale: " + "; ".join(s.describe() for s in stale) if stale else "")
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def read_freshness(sources_file: Path) -> list[SourceFreshness]:
+    """The results in dbt's sources.json (what `dbt source freshness` writes)."""
+    if not sources_file.exists():
+        return []
+    results = []
+    for result in json.loads(sources_file.read_text()).get("results", []):
+        unique_id = result.get("unique_id", "")
+        source = ".".join(unique_id.split(".")[-2:])  # source.<project>.<source>.<table>
+        results.append(SourceFreshness(source, result.get("status", "runtime error"),
+                                       result.get("max_loaded_at_time_ago_in_s"), result.get("error") or ""))
+    return results
+
+
+def source_freshness(settings: Settings, *args: str, project_dir: Path = PROJECT_DIR) -> FreshnessOutcome:
+    """`dbt source freshness` over the sources that declare a `freshness` (models/staging/
+    _*__sources.yml): how long since each was last loaded, and which are past their warn_after.
+    Only warn_after thresholds are declared, so staleness is a warning: the caller reports it."""
+    target_dir = Path(os.environ.get("DBT_TARGET_PATH", project_dir / "target"))
+    sources_file = target_dir / "sources.json"
+    sources_file.unlink(missing_ok=True)
+    proc = subprocess.run(  # noqa: S603
+        [dbt_executable(), "source", "freshness", *args, "--project-dir", str(project_dir)],
+        cwd=project_dir,
+        env=dbt_env(settings),
+        check=False,
+    )
+    return FreshnessOutcome(proc.returncode, read_freshness(sources_file))

@@ -1,4 +1,5 @@
-"""Ingest as the CLI shows it: a progress bar per file, then a per-file conservation table."""
+"""Ingest as the CLI shows it: a progress bar per file, then a per-file conservation table, and a
+warning for whatever makes the ingest a failure (`IngestReport.problems`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -93,3 +94,5 @@ def print_ingest_report(report: IngestReport) -> None:
         console.print(
             table("Quarantine reasons (this run)", ["reason (numbers as N)", "rows"], report.reasons)
         )
+    for problem in report.problems:
+        console.print(f"[red]warning:[/] {problem}")

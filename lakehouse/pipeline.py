@@ -1,6 +1,7 @@
 """`make run`: start the server, ingest MovieLens (the latest 10% held out), build the dbt project,
 train the recommenders, build the similarity graph, build the ml marts, serve the MLflow UI, start
-the stream and replay held-out ratings into it, print a summary."""
+the stream and replay held-out ratings into it, check the sources' freshness (a warning when
+bronze is stale), print a summary."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Callable
 
 from lakehouse import mlflow_ui, server, tables
 from lakehouse.console import Stages, console, key_values, table
-from lakehouse.dbt_runner import LIVE_NODES, ML_NODES, run_dbt
+from lakehouse.dbt_runner import LIVE_NODES, ML_NODES, run_dbt, source_freshness
 from lakehouse.ingest.load import HoldoutMismatch
 from lakehouse.ingest_command import ingest_with_progress, print_ingest_report
 from lakehouse.housekeeping import housekeep
@@ -57,6 +58,9 @@ def run_pipeline(settings: Settings, dataset: str, source: Path | None) -> int:
             report = ingest_with_progress(spark, settings, dataset, source, replace=True,
                                           holdout_fraction=HOLDOUT_FRACTION)
         print_ingest_report(report)
+        if not report.ok:  # e.g. a file whose every line was quarantined: nothing to build on
+            console.print("[red]ingest failed:[/] " + "; ".join(report.problems))
+            return 1
         ratings = sum(f.rows_loaded for f in report.files if f.target_table == tables.RATINGS.name)
         quarantined = sum(f.rows_quarantined for f in report.files)
         skipped = sum(1 for f in report.files if f.skipped_reason)
@@ -88,6 +92,13 @@ def run_pipeline(settings: Settings, dataset: str, source: Path | None) -> int:
         showcase = replay_and_compare(spark, settings, limit=REPLAYED_RATINGS)
         console.print(showcase_table(showcase))
         notes.append(showcase.describe())
+    with stages.stage("source freshness (dbt)") as notes:
+        # How long since bronze was last loaded, per source with a `freshness` (the ingest's and
+        # the stream's ledgers, ...): a stale source is a warning, never a failure of the run.
+        freshness = source_freshness(settings)
+        for stale in freshness.stale:
+            console.print(f"[yellow]warning:[/] source {stale.describe()}")
+        notes.append(freshness.describe())
     with stages.stage("dbt build (live marts)") as notes:
         live = run_dbt(settings, "build", "--select", LIVE_NODES)
         notes.append(live.describe())
@@ -118,8 +129,8 @@ def run_pipeline(settings: Settings, dataset: str, source: Path | None) -> int:
                 ("Superset", f"{superset.url(settings)}  —  user {superset.ADMIN_USER}, password in "
                              f"{provisioned.up.credentials.path} ({superset.PASSWORD_VAR})"),
                 *((f"  {title}", link) for title, link in provisioned.imported.dashboards),
-                ("stream", f"drop rating files into {settings.stream_dir} (or `lakehouse replay`); "
-                           f"log {settings.stream_log}"),
+                ("stream", f"drop rating files into {settings.stream_dir}, or `lakehouse land FILE` "
+                           f"(`lakehouse replay` simulates); log {settings.stream_log}"),
                 ("status / stop", "`lakehouse status`, `lakehouse stream --status`, `make down`"),
             ],
         )

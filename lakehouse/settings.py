@@ -55,6 +55,8 @@ class Settings:
     stream_dir: Path = Path("stream/ratings")
     stream_trigger_seconds: float = 5.0  # the stream's micro-batch interval
     stream_max_files_per_trigger: int = 100
+    # A file written in place in the landing folder is taken once unchanged (and closed) this long.
+    stream_settle_seconds: float = 1.0
     # Superset (`lakehouse superset up`): its port, and the git-ignored file holding its secrets.
     superset_port: int = 8088
     superset_env_file: Path = Path(".env")
@@ -101,11 +103,31 @@ class Settings:
         return self.home / "holdout"
 
     @property
+    def _stream_key(self) -> str:
+        return hashlib.sha1(str(self.stream_dir).encode()).hexdigest()[:10]
+
+    @property
     def stream_checkpoint(self) -> Path:
         """One checkpoint per landing folder: Spark's file source records the paths it has read, and
-        a checkpoint made on another folder fails the query ("Wrong basePath")."""
-        folder = hashlib.sha1(str(self.stream_dir).encode()).hexdigest()[:10]
-        return self.checkpoint_dir / f"rating-events-{folder}"
+        a checkpoint made on another folder fails the query ("Wrong basePath"). (`inbox-`: the
+        query reads the inbox since the landing contract; a checkpoint from before is not reused.)"""
+        return self.checkpoint_dir / f"rating-events-inbox-{self._stream_key}"
+
+    @property
+    def stream_inbox_dir(self) -> Path:
+        """What the query reads: files the landing gate (or `lakehouse land`) put there whole, under
+        names unique in the stream (lakehouse/stream/landing.py)."""
+        return self.home / "stream-inbox" / self._stream_key
+
+    @property
+    def stream_names_record(self) -> Path:
+        """Every name given to a file in this stream's inbox, so a reused name is read again."""
+        return self.stream_checkpoint / "lakehouse-inbox-names"
+
+    @property
+    def stream_dead_letter_dir(self) -> Path:
+        """Files the stream could not read at all (not text, a giant line, unreadable)."""
+        return self.home / "stream-dead-letter"
 
     @property
     def stream_archive_dir(self) -> Path:
@@ -157,6 +179,7 @@ class Settings:
             "LAKEHOUSE_STREAM_DIR": str(self.stream_dir),
             "LAKEHOUSE_STREAM_TRIGGER_SECONDS": f"{self.stream_trigger_seconds:g}",
             "LAKEHOUSE_STREAM_MAX_FILES": str(self.stream_max_files_per_trigger),
+            "LAKEHOUSE_STREAM_SETTLE_SECONDS": f"{self.stream_settle_seconds:g}",
             "LAKEHOUSE_SUPERSET_PORT": str(self.superset_port),
             "LAKEHOUSE_SUPERSET_ENV": str(self.superset_env_file),
         }
@@ -194,6 +217,7 @@ def load_settings() -> Settings:
         stream_dir=Path(os.environ.get("LAKEHOUSE_STREAM_DIR", "stream/ratings")).expanduser().resolve(),
         stream_trigger_seconds=_float_env("LAKEHOUSE_STREAM_TRIGGER_SECONDS", 5.0),
         stream_max_files_per_trigger=_int_env("LAKEHOUSE_STREAM_MAX_FILES", 100),
+        stream_settle_seconds=_float_env("LAKEHOUSE_STREAM_SETTLE_SECONDS", 1.0),
         superset_port=_int_env("LAKEHOUSE_SUPERSET_PORT", 8088),
         superset_env_file=Path(os.environ.get("LAKEHOUSE_SUPERSET_ENV", ".env")).expanduser().resolve(),
     )

@@ -42,3 +42,18 @@
 {% macro spark__minute_sequence(start, end) -%}
     sequence({{ start }}, {{ end }}, interval 1 minute)
 {%- endmacro %}
+
+{#- Every minute from the earliest to the latest `column` of the CTE `relation`, as
+    `minute_start`; no rows while it is empty. The live marts left-join their per-minute figures
+    onto it, so a quiet minute is a row of its own (a 0 on a chart) rather than a line drawn
+    across the gap. -#}
+{% macro minute_spine(relation, column='minute_start') -%}
+    select {{ unnest(minute_sequence('first_minute', 'last_minute')) }} as minute_start
+    from (
+        select
+            min({{ column }}) as first_minute,
+            max({{ column }}) as last_minute
+        from {{ relation }}
+    ) as bounds
+    where first_minute is not null
+{%- endmacro %}

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from lakehouse.session import manage_model
+
 if TYPE_CHECKING:
     from pyspark.ml.recommendation import ALSModel
     from pyspark.sql import DataFrame
@@ -49,7 +51,10 @@ def fit_als(ratings: DataFrame, params: AlsParams, value_col: str, *, implicit: 
         # Long lineages overflow the stack past ~15 iterations; the server sets a checkpoint dir.
         checkpointInterval=5,
     )
-    return als.fit(ratings.select("user_id", "movie_id", value_col))
+    model = als.fit(ratings.select("user_id", "movie_id", value_col))
+    # Released by the session's releaser (its thread, or `close_all` with a deadline at the end of
+    # the command), never by pyspark's finalizer at interpreter exit: see lakehouse/session.py.
+    return manage_model(model, ratings.sparkSession)
 
 
 def predict_pairs(model: ALSModel, pairs: DataFrame, output: str) -> DataFrame:

@@ -2,7 +2,8 @@
 
 Whichever way they are found, the files are read as binary streams straight from where they are
 (nothing is extracted), and each is named by its path inside the folder or zip ("ml-100k/u.data"),
-which is what lineage records as the source file.
+which is what lineage records as the source file. Ingest reads a file through a `Snapshot`, which
+hashes exactly the bytes it hands out and notices a file that changes while it is read.
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import re
 import urllib.error
 import urllib.request
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import BinaryIO, Callable
 
 from lakehouse.datasets import DatasetSpec, FileKind
@@ -39,6 +41,89 @@ class DownloadError(RuntimeError):
     """The official zip could not be downloaded or did not match its checksum."""
 
 
+class FileChangedError(RuntimeError):
+    """A file changed while it was being read, or since its checksum was taken."""
+
+
+class Snapshot:
+    """One read of a dataset file, as it was when opened, hashed as it is read.
+
+    It hands out at most the bytes the file had when it was opened, so an append cannot slip into
+    the middle of a read, and `finish()` gives the sha256 of exactly the bytes handed out: what the
+    parser consumed, and so what the ledger must record. A file that changed during the read
+    (another size or mtime at the end than at the opening, or fewer bytes than it had) is refused
+    by `finish()` rather than passed off as one version of it; see `finish`.
+    """
+
+    def __init__(
+        self, raw: BinaryIO, name: str, version: Callable[[], tuple[int, int]], size: int | None = None
+    ) -> None:
+        """`version()` is the (size, mtime in ns) of the file read, now; `size` the bytes to read
+        when that is not the file's own size (a zip member)."""
+        self.name = name
+        self.bytes_read = 0
+        self._raw = raw
+        self._version = version
+        self._opened = version()
+        self.size = self._opened[0] if size is None else size  # the most this reads
+        self._digest = hashlib.sha256()
+        self._change: str | None = None  # how the file changed during the read, seen at its end
+        self._at_end = False
+
+    def read(self, size: int = -1) -> bytes:
+        left = self.size - self.bytes_read
+        data = self._raw.read(left if size < 0 else min(size, left)) if left > 0 else b""
+        if data:
+            self._digest.update(data)
+            self.bytes_read += len(data)
+            return data
+        if not self._at_end:
+            self._at_end = True
+            self._change = self._how_changed()
+        return b""
+
+    def _how_changed(self) -> str | None:
+        size, mtime = self._version()
+        if self.bytes_read < self.size:
+            return f"it had {self.size:,} bytes when opened but only {self.bytes_read:,} could be read"
+        if size != self._opened[0]:
+            return f"it had {self._opened[0]:,} bytes when opened and {size:,} at the end of the read"
+        if mtime != self._opened[1]:
+            return "it was modified during the read"
+        return None
+
+    def finish(self, expected_sha256: str | None = None) -> str:
+        """The sha256 of the bytes read, once the file has been read to its end.
+
+        Raises FileChangedError when the file changed during the read, or when the digest is not
+        `expected_sha256` (the checksum taken before, by which ingest decided the file needed
+        loading): either way the bytes read are not one settled version of the file. A file still
+        being written is refused rather than loaded in part, as a prefix would commit a partial
+        dataset as a success and may end in half a line, which can still parse as a wrong row.
+        """
+        if not self._at_end:
+            raise RuntimeError(f"{self.name} was not read to its end: its digest would not cover the file")
+        if self._change:
+            raise FileChangedError(f"{self.name} changed while it was read: {self._change}")
+        digest = self._digest.hexdigest()
+        if expected_sha256 is not None and digest != expected_sha256:
+            raise FileChangedError(
+                f"{self.name} changed between its checksum and its read (sha256 {expected_sha256[:12]}... "
+                f"then {digest[:12]}...)"
+            )
+        return digest
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> "Snapshot":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
+
+
 @dataclass(frozen=True)
 class DatasetFiles:
     """Where each file of a dataset is, and how to read it."""
@@ -47,9 +132,6 @@ class DatasetFiles:
     origin: str  # the folder or zip given as source, or the URL the zip was downloaded from
     container: Path  # the folder or zip the files are read from
     members: tuple[tuple[FileKind, str], ...]  # kind -> "/"-separated path inside the container
-    # sha256 per (kind, size and mtime of what is read): ingest asks twice per file, and hashing
-    # ml-25m's ratings means reading 650 MB.
-    _digests: dict[tuple, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def open(self, kind: FileKind) -> BinaryIO | None:
         """A binary stream of that file, None when the dataset has no such file. Close it after use."""
@@ -68,18 +150,35 @@ class DatasetFiles:
             raise ValueError(f"{self.dataset.name} has no {kind} file")
         return member
 
-    def sha256(self, kind: FileKind) -> str:
-        """sha256 of the file's bytes, read in chunks, to recognise a file already ingested."""
+    def snapshot(self, kind: FileKind) -> Snapshot:
+        """That file opened for one read that hashes what it reads (see Snapshot). Close it after use."""
         member = self.relative_name(kind)
-        where = self.container / member if self.container.is_dir() else self.container
-        stat = where.stat()
-        key = (kind, stat.st_size, stat.st_mtime_ns)
-        if key not in self._digests:
-            stream = self.open(kind)
-            assert stream is not None
-            with stream:
-                self._digests[key] = _digest(stream, hashlib.sha256())
-        return self._digests[key]
+        if self.container.is_dir():
+            raw = open(self.container / member, "rb")
+
+            def version() -> tuple[int, int]:
+                stat = os.fstat(raw.fileno())  # the file opened, even if renamed over meanwhile
+                return stat.st_size, stat.st_mtime_ns
+
+            return Snapshot(raw, member, version)
+        zip_path = self.container
+
+        def zip_version() -> tuple[int, int]:  # a member's size is in the zip's directory: watch the zip
+            stat = zip_path.stat()
+            return stat.st_size, stat.st_mtime_ns
+
+        with zipfile.ZipFile(zip_path) as archive:  # the member keeps the file open until it is closed
+            info = archive.getinfo(member)
+            return Snapshot(archive.open(info), member, zip_version, size=info.file_size)  # type: ignore[arg-type]
+
+    def sha256(self, kind: FileKind) -> str:
+        """sha256 of the file's bytes as they are now, to recognise a file already ingested before
+        loading it. The ledger records the digest of the bytes the load parsed (`snapshot`), which
+        ingest checks against this one."""
+        with self.snapshot(kind) as source:
+            while source.read(_CHUNK):
+                pass
+            return source.finish()
 
     def _member(self, kind: FileKind) -> str | None:
         return dict(self.members).get(kind)

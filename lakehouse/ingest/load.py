@@ -8,6 +8,16 @@ a load that died before its ledger row is deleted whole on the next run (dbt's s
 committed loads meanwhile), and a file whose checksum is already in the ledger is skipped. Every
 write is a Delta commit; one ingest at a time per data directory (a lock file).
 
+The checksum in the ledger is that of exactly the bytes parsed: the parser reads the file through
+a Snapshot that hashes what it hands out. Whether a file needs loading is decided before, on a
+checksum of the file as it was then; a load whose parsed bytes are not those, or whose file changed
+during the read (still being written), is refused and not committed, so a ledger row never
+describes bytes other than the rows loaded, and a file that is later different is never
+"unchanged since" a load of another version of it.
+
+A file whose every row is quarantined is recorded like any other (nothing is lost), but the
+report says so (`IngestReport.problems`): the CLI warns and exits non-zero.
+
 With a holdout fraction the latest ratings stay out of bronze and go to a file for the replay
 (lakehouse/ingest/holdout.py): per file, rows read = loaded + quarantined + held out.
 """
@@ -18,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -30,7 +40,7 @@ from pyspark.sql import types as T
 from lakehouse import delta, tables
 from lakehouse.datasets import FileKind, holdout_file
 from lakehouse.ingest import validate
-from lakehouse.ingest.acquire import DatasetFiles
+from lakehouse.ingest.acquire import DatasetFiles, FileChangedError
 from lakehouse.ingest.holdout import check_fraction, find_cutoff, remove_holdout, write_holdout
 from lakehouse.ingest.parsers import Rejected, parse_file
 
@@ -61,10 +71,17 @@ class FileReport:
     seconds: float
     skipped_reason: str = ""  # set when the file was not loaded again
     rows_held_out: int = 0  # kept out of bronze for the replay (`--holdout-fraction`)
+    earlier_load_all_quarantined: bool = False  # skipped, and its earlier load quarantined every row
 
     @property
     def conserved(self) -> bool:
         return self.rows_read == self.rows_loaded + self.rows_quarantined + self.rows_held_out
+
+    @property
+    def all_quarantined(self) -> bool:
+        """Rows were read and every one was quarantined: this load's, or (a file skipped as
+        unchanged) the earlier load's. Most likely the wrong file, or another format."""
+        return self.earlier_load_all_quarantined or 0 < self.rows_read == self.rows_quarantined
 
 
 @dataclass
@@ -76,6 +93,39 @@ class IngestReport:
     reasons: list[tuple[str, int]] = field(default_factory=list)  # quarantine reasons of this run
     holdout_fraction: float = 0.0
     holdout_file: Path | None = None  # where the held-out ratings are, when a fraction is in force
+
+    @property
+    def problems(self) -> list[str]:
+        """Why this ingest, though it ran to its end, is not a success; empty when it is one."""
+        found = []
+        for f in self.files:
+            if not f.conserved:
+                found.append(f"{f.source_file}: rows read != loaded + quarantined + held out")
+            if f.earlier_load_all_quarantined:
+                found.append(f"{f.source_file} is {f.skipped_reason}: nothing of it is in {f.target_table}")
+            elif f.all_quarantined:
+                found.append(
+                    f"{f.source_file}: all {f.rows_read:,} rows were quarantined, none loaded into "
+                    f"{f.target_table}; is it the dataset's own file? The reasons are in bronze.quarantine"
+                )
+        return found
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class EarlierLoad(NamedTuple):
+    """The committed load of a file's exact bytes, from the ledger."""
+
+    load_id: str
+    holdout_fraction: float  # null in ledgers older than the column: 0
+    rows_read: int
+    rows_quarantined: int
+
+    @property
+    def all_quarantined(self) -> bool:
+        return 0 < self.rows_read == self.rows_quarantined
 
 
 def stage_schema(kind: FileKind) -> T.StructType:
@@ -152,22 +202,24 @@ def check_single_dataset(spark: SparkSession, dataset: str) -> None:
         )
 
 
-def already_loaded(spark: SparkSession, target_table: str, sha256: str) -> tuple[str, float] | None:
-    """The load that already brought these exact bytes into `target_table`, wherever they lay,
-    and the holdout fraction it was loaded with (ledgers older than the column say null: 0)."""
+def already_loaded(spark: SparkSession, target_table: str, sha256: str) -> EarlierLoad | None:
+    """The load that already brought these exact bytes into `target_table`, wherever they lay."""
     rows = (
         committed(spark)
         .where((F.col("target_table") == target_table) & (F.col("file_sha256") == sha256))
-        .select("load_id", F.coalesce(F.col("holdout_fraction"), F.lit(0.0)).alias("fraction"))
+        .select(
+            "load_id", F.coalesce(F.col("holdout_fraction"), F.lit(0.0)).alias("fraction"),
+            "rows_read", "rows_quarantined",
+        )
         .limit(1)
         .collect()
     )
-    return (rows[0].load_id, rows[0].fraction) if rows else None
+    return EarlierLoad(*rows[0]) if rows else None
 
 
-def check_same_holdout(previous: tuple[str, float], fraction: float, source_file: str, dataset: str) -> None:
+def check_same_holdout(previous: EarlierLoad, fraction: float, source_file: str, dataset: str) -> None:
     """The same ratings under another fraction is another split of bronze: refuse, don't mix."""
-    load_id, earlier = previous
+    load_id, earlier = previous.load_id, previous.holdout_fraction
     if not math.isclose(earlier, fraction, rel_tol=0.0, abs_tol=1e-12):
         raise HoldoutMismatch(
             f"{source_file} was loaded by {load_id} with --holdout-fraction {earlier:g}, not {fraction:g}; "
@@ -237,8 +289,14 @@ def load_file(
     on_rows: Callable[[int], None] | None = None,
     holdout_fraction: float = 0.0,
     holdout_path: Path | None = None,
+    checked_sha256: str | None = None,
 ) -> FileReport:
-    """Load one file of the dataset; see the module docstring for the protocol."""
+    """Load one file of the dataset; see the module docstring for the protocol.
+
+    `checked_sha256` is the checksum by which the file was found to need loading: the load is
+    refused (IngestError, nothing committed) when the bytes parsed are not those, or when the file
+    changed while it was read. The ledger records the digest of the bytes parsed.
+    """
     started = time.monotonic()
     spec = files.dataset.file(kind)
     assert spec is not None
@@ -270,8 +328,8 @@ def load_file(
             delta.append(frame, tables.QUARANTINE)
         good, rejects = [], []
 
-    with files.open(kind) as stream:
-        for parsed in parse_file(stream, spec, files.dataset, now=now):
+    with files.snapshot(kind) as source:
+        for parsed in parse_file(source, spec, files.dataset, now=now):
             read += 1
             if isinstance(parsed, Rejected):
                 rejects.append(parsed)
@@ -282,6 +340,14 @@ def load_file(
                 flush()
                 if on_rows:
                     on_rows(read)
+        try:
+            file_sha256 = source.finish(checked_sha256)
+        except FileChangedError as error:
+            spark.sql(f"drop table if exists {stage_table}")
+            raise IngestError(
+                f"{error}. Nothing of it is committed (load {load_id} is dropped on the next run); if it is "
+                "still being written, run ingest again once it is complete"
+            ) from error
         flush()
     if on_rows:
         on_rows(read)
@@ -333,7 +399,7 @@ def load_file(
             (
                 files.dataset.name,
                 source_file,
-                files.sha256(kind),
+                file_sha256,
                 target.name,
                 read,
                 loaded,
@@ -389,21 +455,30 @@ def ingest(
 
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
     kinds = [kind for kind in LOAD_ORDER if files.dataset.file(kind) is not None]
+    try:
+        checked = {kind: files.sha256(kind) for kind in kinds}
+    except FileChangedError as error:
+        raise IngestError(f"{error}; if it is still being written, run ingest again once it is complete") from error
     # Every file's earlier load first, so a refused holdout change loads nothing at all.
-    previous = {kind: already_loaded(spark, TARGETS[kind].name, files.sha256(kind)) for kind in kinds}
+    previous = {kind: already_loaded(spark, TARGETS[kind].name, checked[kind]) for kind in kinds}
     if previous.get("ratings"):
         check_same_holdout(previous["ratings"], holdout_fraction, files.relative_name("ratings"), dataset)
     for kind in kinds:
         source_file = files.relative_name(kind)
-        if previous[kind]:
+        if earlier := previous[kind]:
+            reason = f"unchanged since load {earlier.load_id}"
+            if earlier.all_quarantined:
+                reason += f", which quarantined all of its {earlier.rows_read:,} rows"
             report.files.append(
-                FileReport(source_file, TARGETS[kind].name, 0, 0, 0, 0.0, f"unchanged since load {previous[kind][0]}")
+                FileReport(source_file, TARGETS[kind].name, 0, 0, 0, 0.0, reason,
+                           earlier_load_all_quarantined=earlier.all_quarantined)
             )
             continue
         load_id = f"{stamp}-{dataset}-{kind}"
         on_rows = on_file(source_file) if on_file else None
         report.files.append(
-            load_file(spark, files, kind, load_id, now, on_rows, holdout_fraction, holdout_path)
+            load_file(spark, files, kind, load_id, now, on_rows, holdout_fraction, holdout_path,
+                      checked_sha256=checked[kind])
         )
 
     new_loads = [f"{stamp}-{dataset}-{kind}" for kind in LOAD_ORDER]

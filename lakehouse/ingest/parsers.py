@@ -5,10 +5,16 @@ row or as a `Rejected` with a short reason, so rows read = rows accepted + rows 
 and the header are not rows. Checks that need the whole set (unknown movie, duplicate rating) happen
 later in Spark, which is why good rows carry their line number and raw text too.
 
+Whatever the bytes, parsing takes time linear in the file's size and memory bounded by a few
+reads (see `_PhysicalLines`): LF, CRLF and CR-only files all split into lines, a UTF-8 byte order
+mark at the start is dropped, and a line over MAX_LINE_BYTES or with a NUL byte is rejected on its
+own, with its length or the NUL as the reason, without the rest of the file being held up.
+
 Speed matters (ml-25m and ml-32m have 25-32 million rating lines), so the common case takes a fast
-path: bytes are read in large chunks and split on LF, fields are split with str.split, plain ASCII
-digits go straight to int(), and the usual rating spellings are looked up in a dict. The slow,
-careful checks only run when the fast path does not apply.
+path: bytes are read in large chunks and split with bytes.split, lines go on in whole batches,
+fields are split with str.split, plain ASCII digits go straight to int(), and the usual rating
+spellings are looked up in a dict. The slow, careful checks only run when the fast path does not
+apply.
 """
 from __future__ import annotations
 
@@ -18,7 +24,8 @@ import re
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import BinaryIO, Callable, Iterable, Iterator, NamedTuple
+from itertools import repeat
+from typing import BinaryIO, Callable, Iterator, NamedTuple
 
 from lakehouse.datasets import (
     EARLIEST_TIMESTAMP,
@@ -52,7 +59,15 @@ CSV_HEADERS: dict[FileKind, tuple[str, ...]] = {
 # swallow the rest of a 25-million-line file.
 MAX_QUOTED_LINES = 50
 
-_READ_CHUNK = 1 << 20
+# A MovieLens line is tens of bytes (a u.item line a few hundred); a line of a megabyte is not
+# one, and is rejected without being held whole. Its raw_line keeps its first RAW_LINE_BYTES bytes,
+# as the stream's quarantine does.
+MAX_LINE_BYTES = 1 << 20
+RAW_LINE_BYTES = 2000
+
+_READ_CHUNK = 1 << 20  # reads are this big, or MAX_LINE_BYTES if that is smaller
+_BOM = b"\xef\xbb\xbf"
+_NUL_REASON = "contains NUL bytes (binary data?)"
 _SEPARATORS: dict[Layout, str] = {"tab": "\t", "pipe": "|", "double_colon": "::", "csv": ","}
 _SIGNED_INT = re.compile(r"-?[0-9]+")
 # Longer digit strings are refused before int() sees them (it refuses over 4300 digits anyway).
@@ -66,7 +81,9 @@ class Rejected:
     """A record that is not a row, and why."""
 
     line_number: int  # 1-based physical line where the record starts
-    raw_line: str  # the record without its final line terminator; bad bytes as \\xNN escapes
+    # The record without its final line terminator; bad bytes as \\xNN escapes. A line over
+    # MAX_LINE_BYTES or with NUL bytes keeps only its first RAW_LINE_BYTES, NULs as \\x00.
+    raw_line: str
     reason: str
 
 
@@ -118,22 +135,23 @@ def parse_file(
 ) -> Iterator[Parsed]:
     """Yield a row or a Rejected for every non-blank record of a MovieLens file.
 
-    `now` bounds timestamps from above (plus a day of slack); it defaults to the current UTC time.
-    Raises ValueError when the file as a whole is not what `file` describes (wrong header), since
-    that is a wrong file rather than a bad row.
+    Reads `stream` to its end, in chunks (a caller that hashes what it reads, as ingest does,
+    gets the digest of exactly the bytes parsed). `now` bounds timestamps from above (plus a day
+    of slack); it defaults to the current UTC time. Raises ValueError when the file as a whole is
+    not what `file` describes (wrong header), since that is a wrong file rather than a bad row.
     """
     split = _splitter(file)
     build = _builder(file, dataset, _latest_timestamp(now))
-    records = _records(_physical_lines(stream), quoted=file.layout == "csv")
+    records = _records(_PhysicalLines(stream), quoted=file.layout == "csv")
     if file.header:
         _check_header(records, file, split)
     encoding = file.encoding
-    for line_number, body, unterminated in records:
+    for line_number, body, problem in records:
+        if problem is not None:  # no record: too long, NUL bytes, a quote never closed
+            yield Rejected(line_number, _lenient_decode(body, encoding), problem)
+            continue
         if not body or body.isspace():
             continue  # blank lines are not rows
-        if unterminated:
-            yield Rejected(line_number, _lenient_decode(body, encoding), "unterminated quoted field")
-            continue
         try:
             text = body.decode(encoding)
         except UnicodeDecodeError as error:
@@ -151,59 +169,226 @@ def parse_file(
 # Physical lines and records
 
 
-def _physical_lines(stream: BinaryIO) -> Iterator[bytes]:
-    """Each line's bytes without its LF (a CR before the LF is left for the caller to strip).
+class _Batch(NamedTuple):
+    """The lines completed by one read, without their terminators."""
 
-    Reading big chunks and splitting them costs about the same as iterating a plain file and is
-    several times faster on a zip member, whose readline is pure Python. A lone CR is not a line
-    break: it stays in the data.
+    lines: list[bytes]
+    # None, or: index in `lines` -> why that line cannot be a record (its bytes are then only for
+    # showing: see _shown).
+    problems: dict[int, str] | None
+    has_quote: bool  # a '"' somewhere in these lines: CSV records may span lines
+
+
+class _PhysicalLines:
+    """A stream's physical lines, in batches of one read each; linear time, bounded memory.
+
+    Line terminators: the first read that holds one decides. CRs and no LF in it make a CR-only
+    file (classic Mac OS), where every CR ends a line and an LF is data. Otherwise LF ends a line,
+    a CR right before it goes with it (CRLF and LF files give the same lines), and a lone CR is
+    data: a stray CR in an LF file stays in its one line rather than turning the whole file into
+    one. `newline` is the file's first terminator, once seen: a quoted CSV field spanning lines gets
+    it between its lines.
+
+    A UTF-8 byte order mark at the very start is dropped, whatever the file's encoding and whether
+    or not it has a header: no MovieLens line starts with those bytes.
+
+    No line is held longer than MAX_LINE_BYTES: past that, the line's first RAW_LINE_BYTES are
+    kept and the rest is skipped up to the next terminator, only counted, and the line comes out
+    as a problem. Reads are never bigger than the limit (but for the one that decides the
+    terminator, which may take two), so apart from the first line of a read every line completed
+    by a read fits in that read, and only that first line needs its length checked: memory stays
+    within a few reads, and every byte is copied a bounded number of times.
     """
-    pending = b""
-    while chunk := stream.read(_READ_CHUNK):
-        lines = (pending + chunk).split(b"\n")
-        pending = lines.pop()  # the text after the last LF: the start of a line not yet complete
-        yield from lines
-    if pending:
-        yield pending  # a last line without a final LF
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.newline: bytes | None = None
+        self._stream = stream
+        self._end = b""  # the byte that ends a line: CR in a CR-only file, else LF
+
+    def __iter__(self) -> Iterator[_Batch]:
+        limit = MAX_LINE_BYTES
+        pending = b""  # the start of a line not ended yet: never over the limit
+        skipped: _OverlongLine | None = None  # a line over the limit, being skipped
+        for chunk in self._chunks():
+            if skipped is not None:
+                end = chunk.find(self._end) if self._end else -1
+                if end < 0:
+                    skipped.extend(chunk)
+                    continue
+                skipped.extend(chunk[:end])
+                yield _Batch([skipped.start], {0: skipped.reason(self._end)}, False)
+                skipped = None
+                chunk = chunk[end + 1 :]
+            data = pending + chunk if pending else chunk
+            if not self._end:  # no terminator seen yet: it is all the first line
+                pending = data
+            else:
+                lines = self._split(data)
+                pending = lines.pop()
+                if lines:
+                    yield self._batch(lines, data)
+            if len(pending) - (pending[-1:] == b"\r") > limit:  # a final CR may be half a CRLF
+                skipped, pending = _OverlongLine(pending), b""
+        if skipped is not None:
+            yield _Batch([skipped.start], {0: skipped.reason(self._end)}, False)
+        elif pending:  # a last line without a terminator
+            if self._end == b"\n" and pending.endswith(b"\r"):
+                pending = pending[:-1]
+            yield self._batch([pending], pending)
+
+    def _chunks(self) -> Iterator[bytes]:
+        """The stream's bytes in reads of at most MAX_LINE_BYTES, the byte order mark dropped,
+        deciding the terminator on the way. A read that would decide on CRs alone but ends with
+        one takes the next read too: that CR may be half of a CRLF."""
+        size = min(_READ_CHUNK, MAX_LINE_BYTES)
+        read = self._stream.read
+        first = read(size)
+        while len(first) < len(_BOM) and (more := read(size)):
+            first += more  # a short read: the mark is 3 bytes
+        chunk = (first[len(_BOM) :] or read(size)) if first.startswith(_BOM) else first
+        while chunk:
+            if not self._end:
+                if chunk.endswith(b"\r") and b"\n" not in chunk:
+                    chunk += read(size)
+                self._decide(chunk)
+            yield chunk
+            chunk = read(size)
+
+    def _decide(self, data: bytes) -> None:
+        """Set the terminator from the first read that holds one (see the class docstring)."""
+        if (lf := data.find(b"\n")) >= 0:
+            self.newline = b"\r\n" if data[lf - 1 : lf] == b"\r" else b"\n"
+            self._end = b"\n"
+        elif b"\r" in data:
+            self.newline = self._end = b"\r"
+
+    def _split(self, data: bytes) -> list[bytes]:
+        """`data` split into lines; the last item is the start of a line not ended yet."""
+        if self.newline == b"\r":
+            return data.split(b"\r")
+        if self.newline == b"\r\n":
+            lines = data.split(b"\r\n")
+            if data.count(b"\n") == len(lines) - 1:
+                return lines  # every LF had its CR
+        lines = data.split(b"\n")
+        if b"\r" in data:  # CRLF and LF mixed, or a lone CR somewhere: drop only a CR before an LF
+            last = lines.pop()
+            lines = [line[:-1] if line[-1:] == b"\r" else line for line in lines]
+            lines.append(last)
+        return lines
+
+    @staticmethod
+    def _batch(lines: list[bytes], data: bytes) -> _Batch:
+        problems: dict[int, str] = {}
+        # Every line but the first is inside one read, and a read is never over the limit.
+        if len(lines[0]) > MAX_LINE_BYTES:
+            problems[0] = _too_long(len(lines[0]))
+            lines[0] = _shown(lines[0])
+        if b"\0" in data:
+            for i, line in enumerate(lines):
+                if b"\0" in line and i not in problems:
+                    problems[i] = _NUL_REASON
+                    lines[i] = _shown(line)
+        return _Batch(lines, problems or None, b'"' in data)
 
 
-def _without_cr(line: bytes) -> bytes:
-    return line[:-1] if line.endswith(b"\r") else line
+class _OverlongLine:
+    """A line over MAX_LINE_BYTES: its first bytes and its length, counted as it is skipped."""
+
+    def __init__(self, start: bytes) -> None:
+        self.start = _shown(start)
+        self.length = len(start)
+        self.last = start[-1:]
+
+    def extend(self, more: bytes) -> None:
+        if more:
+            self.length += len(more)
+            self.last = more[-1:]
+
+    def reason(self, end: bytes) -> str:
+        crlf = end == b"\n" and self.last == b"\r"  # the CR of its CRLF is not part of the line
+        return _too_long(self.length - crlf)
 
 
-def _records(lines: Iterable[bytes], quoted: bool) -> Iterator[tuple[int, bytes, bool]]:
-    """(first line number, record bytes without the final terminator, unterminated?) per record.
+def _too_long(length: int) -> str:
+    return f"line is {length:,} bytes long (limit {MAX_LINE_BYTES:,})"
+
+
+def _shown(line: bytes) -> bytes:
+    """What a line that is no record keeps as its raw bytes: its start, NUL bytes as \\x00."""
+    return line[:RAW_LINE_BYTES].replace(b"\0", b"\\x00")
+
+
+# (line number, record bytes, None or why it cannot be a row)
+_Record = tuple[int, bytes, "str | None"]
+
+
+def _records(lines: _PhysicalLines, quoted: bool) -> Iterator[_Record]:
+    """(first line number, record bytes without the final terminator, problem) per record.
 
     Without quoting every line is a record. With CSV quoting a record whose quoted field runs past
-    the end of its line takes the following lines too, keeping their terminators.
+    the end of its line takes the following lines too, joined by the file's line terminator.
+    Batches without a problem and without a quote (nearly all of them) go through at C speed.
     """
-    numbered = enumerate(lines, 1)
+    line_number = 0
     if not quoted:
-        for line_number, line in numbered:
-            # (the CR test is inlined: this loop runs once per line of a 25-million-line file)
-            yield line_number, line[:-1] if line[-1:] == b"\r" else line, False
+        for batch in lines:
+            yield from _numbered(batch, line_number + 1)
+            line_number += len(batch.lines)
         return
 
-    # Lines read ahead while looking for a closing quote that never came; parsed again on their own.
-    given_back: deque[tuple[int, bytes]] = deque()
+    # Lines to look at one by one, in order: those of a batch with a quote or a problem, and
+    # lines read ahead while looking for a closing quote that never came (parsed again on their own).
+    queue: deque[_Record] = deque()
+    batches = iter(lines)
 
-    def next_line() -> tuple[int, bytes] | None:
-        return given_back.popleft() if given_back else next(numbered, None)
+    def next_line() -> _Record | None:
+        nonlocal line_number
+        if not queue:
+            if (batch := next(batches, None)) is None:
+                return None
+            queue.extend(_numbered(batch, line_number + 1))
+            line_number += len(batch.lines)
+        return queue.popleft()
 
-    while (item := next_line()) is not None:
-        line_number, line = item
-        if b'"' not in line or not _ends_inside_quotes(line, inside=False):
-            yield line_number, line[:-1] if line[-1:] == b"\r" else line, False
+    while True:
+        if not queue:
+            for batch in batches:  # quote-free batches need no look at each line
+                if batch.has_quote or batch.problems:
+                    queue.extend(_numbered(batch, line_number + 1))
+                    line_number += len(batch.lines)
+                    break
+                yield from _numbered(batch, line_number + 1)
+                line_number += len(batch.lines)
+            else:
+                return
+        item = queue.popleft()
+        first_line, line, problem = item
+        if problem is not None or b'"' not in line or not _ends_inside_quotes(line, inside=False):
+            yield item
             continue
         gathered = [item]
+        closed = False
         while len(gathered) < MAX_QUOTED_LINES and (following := next_line()) is not None:
             gathered.append(following)
+            if following[2] is not None:
+                break  # a line that is no record cannot continue a quoted field
             if not _ends_inside_quotes(following[1], inside=True):
-                yield line_number, _without_cr(b"\n".join(text for _, text in gathered)), False
+                closed = True
                 break
+        if closed:
+            joiner = lines.newline or b"\n"
+            yield first_line, joiner.join(text for _, text, _ in gathered), None
         else:
-            yield line_number, _without_cr(line), True
-            given_back.extendleft(reversed(gathered[1:]))
+            yield first_line, line, "unterminated quoted field"
+            queue.extendleft(reversed(gathered[1:]))
+
+
+def _numbered(batch: _Batch, first: int) -> Iterator[_Record]:
+    numbers = range(first, first + len(batch.lines))
+    if batch.problems is None:
+        return zip(numbers, batch.lines, repeat(None))
+    return zip(numbers, batch.lines, (batch.problems.get(i) for i in range(len(batch.lines))))
 
 
 _QUOTE = ord('"')
@@ -279,20 +464,17 @@ def _field_count(file: FileSpec) -> int:
     return 5
 
 
-def _check_header(
-    records: Iterator[tuple[int, bytes, bool]], file: FileSpec, split: Callable[[str], list[str]]
-) -> None:
+def _check_header(records: Iterator[_Record], file: FileSpec, split: Callable[[str], list[str]]) -> None:
     """Consume the header (the first non-blank line) and check it names the expected columns."""
     expected = CSV_HEADERS.get(file.kind) if file.layout == "csv" else None
     if expected is None:
         raise ValueError(f"{file.name}: no known header for a {file.layout} {file.kind} file")
     wanted = ",".join(expected)
-    for _, body, _ in records:
-        if not body or body.isspace():
+    for _, body, problem in records:
+        if problem is None and (not body or body.isspace()):
             continue
         try:
-            text = body.decode(file.encoding).lstrip("\ufeff")  # tolerate a UTF-8 byte order mark
-            columns = tuple(column.strip() for column in split(text))
+            columns = None if problem else tuple(column.strip() for column in split(body.decode(file.encoding)))
         except (UnicodeDecodeError, _Reject):
             columns = None
         if columns != expected:
@@ -399,8 +581,14 @@ def _timestamp_checker(latest: int) -> Callable[[str], int]:
         if seconds < earliest:
             raise _Reject(f"timestamp {seconds} ({_utc_date(seconds)}) is before {earliest_text}")
         if seconds > latest:
-            raise _Reject(f"timestamp {seconds} ({_utc_date(seconds)}) is in the future")
+            raise _Reject(f"timestamp {seconds} ({_utc_date(seconds)}) is in the future{_unit_hint(seconds)}")
         return seconds
+
+    def _unit_hint(seconds: int) -> str:
+        # ms since the epoch (Java's currentTimeMillis, JavaScript's Date.now) are a common mix-up
+        if earliest <= seconds // 1000 <= latest:
+            return f"; looks like milliseconds ({seconds // 1000} seconds is {_utc_date(seconds // 1000)})"
+        return ""
 
     return check
 

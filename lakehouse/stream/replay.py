@@ -1,4 +1,4 @@
-"""`lakehouse replay`: the stream simulator. It drops rating files into the landing folder.
+"""`lakehouse replay`: the stream simulator. It lands rating files for the stream.
 
 Sources: `holdout` replays, in time order, the ratings `lakehouse ingest --holdout-fraction F` kept
 out of bronze (`<LAKEHOUSE_HOME>/holdout/<dataset>/ratings.csv`); `synthetic` draws random ratings
@@ -7,9 +7,10 @@ out of bronze (`<LAKEHOUSE_HOME>/holdout/<dataset>/ratings.csv`); `synthetic` dr
 a long-tailed popularity (weight 1/(position in the id list + 10)) and MovieLens-like whole-star
 ratings (valid on every dataset's scale); a drawn (user, movie) pair may repeat a known rating.
 
-Landing is atomic: a file is written under a name starting with '.' (Spark's file source skips
-those), fsynced, given the current time as its modification time, then renamed to
-`ratings-<UTC stamp>-<seq>.<csv|json>`. The stream measures landing latency from that mtime; a
+Landing is atomic and goes straight into the stream's inbox (a trusted writer, like `lakehouse
+land`: see lakehouse/stream/landing.py): a file is written under a name starting with '.' (Spark's
+file source skips those), fsynced, given the current time as its modification time, then renamed to
+`ratings-<UTC stamp>-<seq>.<csv|json>`, a name no other file of the stream has. The stream measures landing latency from that mtime; a
 rename keeps the mtime, so it is set just before renaming.
 
 Pacing: file n is due at start + (ratings in files 1..n) / rate on the monotonic clock. Sleeping to
@@ -40,6 +41,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 from lakehouse.console import console, key_values
 from lakehouse.datasets import HOLDOUT_HEADER, holdout_file
 from lakehouse.settings import Settings
+from lakehouse.stream.landing import fsync_dir
 
 HEADER = ",".join(HOLDOUT_HEADER)  # user_id,movie_id,rating,timestamp
 FORMATS = {"csv": ".csv", "csv-header": ".csv", "jsonl": ".json"}
@@ -235,14 +237,6 @@ def utc_stamp(epoch_ns: int) -> str:
     return moment.strftime("%Y%m%dT%H%M%S%fZ")
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # the rename itself survives a crash
-    finally:
-        os.close(fd)
-
-
 class LandingWriter:
     """Writes rating files into one landing folder, each appearing whole or not at all."""
 
@@ -277,7 +271,7 @@ class LandingWriter:
             final = self.folder / f"ratings-{utc_stamp(landed_ns)}-{self.seq:06d}{FORMATS[self.fmt]}"
             os.utime(tmp, ns=(landed_ns, landed_ns))  # mtime = landing time, which the rename keeps
             os.rename(tmp, final)
-            _fsync_dir(self.folder)
+            fsync_dir(self.folder)
             return final, count
         finally:
             tmp.unlink(missing_ok=True)
@@ -323,7 +317,7 @@ def replay(
     stop: threading.Event | None = None,
     spark=None,
 ) -> ReplayReport:
-    """Write `source`'s ratings into the landing folder (`settings.stream_dir`) at `rate` a second,
+    """Write `source`'s ratings into the stream's inbox (`settings.stream_inbox_dir`) at `rate` a second,
     `rows_per_file` a file, until the source ends, `limit` ratings, `duration` seconds, `stop` is
     set or Ctrl-C (the file being written is then discarded). `burst` lands the whole selection as
     one file at once. `rate` 0 writes as fast as it can. See the module docstring for the rest."""
@@ -336,7 +330,7 @@ def replay(
     if burst and limit is None and source.endless:
         raise ValueError("--burst of an endless source: give --limit")
 
-    landing = landing_dir or settings.stream_dir
+    landing = landing_dir or settings.stream_inbox_dir
     writer = LandingWriter(landing, fmt)
     report = ReplayReport(source.name, landing, fmt, rate)
     ratings = iter(source.ratings)
@@ -426,7 +420,7 @@ def replay_with_progress(settings: Settings, args: argparse.Namespace) -> Replay
     if args.duration is not None and args.rate > 0 and not args.burst:
         planned = int(args.duration * args.rate)
         total = planned if total is None else min(total, planned)
-    console.print(f"replaying {source.description} into {settings.stream_dir}")
+    console.print(f"replaying {source.description} into {settings.stream_inbox_dir}")
     if total is None:
         console.print("no --limit or --duration: replaying until Ctrl-C")
     with Progress(

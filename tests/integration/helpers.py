@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.harness import kill_group  # noqa: F401 - the tests import it from here
 from lakehouse.stream import job
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -58,23 +59,19 @@ def fresh_stream(base, landing: Path, **overrides):
     return settings
 
 
-def kill_group(pid: int) -> None:
-    """kill -9 a process group (never the test's own), and wait until its leader is gone."""
-    import psutil
-
-    assert pid is not None and os.getpgid(pid) != os.getpgid(0), "not a child's own process group"
-    leader = psutil.Process(pid)
-    os.killpg(os.getpgid(pid), signal.SIGKILL)
-    try:
-        leader.wait(timeout=30)
-    except psutil.NoSuchProcess:
-        pass
-
-
 def lakehouse_cli(settings, *args: str, timeout: float = 900) -> str:
     """`lakehouse ARGS` as a user runs it, against `settings`' server; it must succeed and return
     (the CLI releases its Spark Connect sessions before exit). One that hangs gets SIGABRT, and its
     threads' Python stacks (faulthandler) are in the failure. Returns its standard output."""
+    proc = lakehouse_cli_run(settings, *args, timeout=timeout)
+    assert proc.returncode == 0, f"lakehouse {' '.join(args)} exited {proc.returncode}:\n" + \
+        "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+    return proc.stdout
+
+
+def lakehouse_cli_run(settings, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """`lakehouse ARGS` as lakehouse_cli runs it (it must return; one that hangs fails the same
+    way), whatever its exit code: the code, standard output and error are the caller's to check."""
     proc = subprocess.Popen([sys.executable, "-m", "lakehouse.cli", *args], cwd=REPO, text=True,
                             env={**os.environ, **settings.as_env(), "PYTHONFAULTHANDLER": "1", "COLUMNS": "200"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -86,6 +83,4 @@ def lakehouse_cli(settings, *args: str, timeout: float = 900) -> str:
         raise AssertionError(f"lakehouse {' '.join(args)} did not return within {timeout:.0f}s; its output ended "
                              "with:\n" + "\n".join(stdout.splitlines()[-15:]) + "\nstacks:\n"
                              + "\n".join(stderr.splitlines()[-80:])) from None
-    assert proc.returncode == 0, f"lakehouse {' '.join(args)} exited {proc.returncode}:\n" + \
-        "\n".join((stdout + stderr).splitlines()[-40:])
-    return stdout
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)

@@ -1,5 +1,6 @@
 """kill -9 of the lakehouse server in the middle of a Delta write, then a restart: every table is
-still there at a committed version, and the writer's next run finishes the job.
+still there at a committed version, and the writer's next run finishes the job; and the stream's
+supervision, with the fold-in on.
 
 (a) the stream's fold-in: the kill lands once the stream log says the MERGE into
 ml.recommendations is starting (the marker ml/refresh.py writes just before it); after the restart
@@ -8,6 +9,12 @@ and the stream, restarted, commits every landed rating exactly once and folds it
 (b) a dbt rebuild: the kill lands once dbt's log shows `create or replace table gold.movies`
 running; after the restart every gold table reads as its last committed version (gold.movies
 as before the rebuild), and the next `dbt build` passes.
+(c) the stream's own supervision: the server killed once a batch has started (by its log line),
+then started again, and the stream's process, left alone, restarts its query and runs the batch
+again; the stream's client killed mid-batch, and its query, orphaned in the server, stops at its
+next step instead of writing on; the next client runs the batch again. Either way every rating
+is in bronze once, every batch once in the ledger, and every user has one whole list, refreshed
+after its batch.
 
 A server of the test's own (own data directory, ports, MLflow store), so the session's server is
 not disturbed. Set up from a synthetic ml-100k layout with the CLI and dbt, as a user would.
@@ -196,6 +203,10 @@ def crash_server(lakehouse_settings, tmp_path_factory, synthetic_100k_layout):
 
 
 def restart(settings) -> None:
+    """`up` again once the killed server's ports are closed (kill_group waits for its processes)."""
+    wait_for(lambda: not server.port_open(settings.host, settings.thrift_port)
+             and not server.port_open(settings.host, settings.connect_port), 60, "the killed server's ports to close",
+             step=0.1)
     server.up(settings, timeout=300, quiet=True)
 
 
@@ -268,6 +279,123 @@ def test_kill_during_the_fold_in_merge_loses_nothing_and_the_stream_resumes(cras
         assert all(r.n == r.top and r.n >= 1 for r in lists)
     finally:
         spark.stop()
+
+
+# ---- (c) the stream's supervision: the server and the stream's client killed mid-batch --------
+
+BATCH_START = re.compile(r"batch (\d+): started")
+
+
+def land_user_files(folder: Path, files: int, users_per_file: int, first_user: int) -> tuple[list[str], int]:
+    """Files of new users with RATINGS_PER_USER ratings each (a fold-in list each); (names, ratings)."""
+    names, total = [], 0
+    for index in range(files):
+        users = range(first_user + index * users_per_file, first_user + (index + 1) * users_per_file)
+        lines = [f"{u},{1 + (u * 7 + k * 31) % SYNTHETIC_MOVIES},{1 + (u + k) % 5},{VALID_TS + k}"
+                 for u in users for k in range(RATINGS_PER_USER)]
+        names.append(name := f"supervised-{first_user}-{index}.csv")
+        land(folder, name, "\n".join(lines) + "\n")
+        total += len(lines)
+    return names, total
+
+
+def check_landed_exactly_once(spark, settings, names: list[str], expected: int, first_user: int, users: int) -> None:
+    """Every rating once in bronze, every batch once in the ledger, and every user one whole list in
+    ml.recommendations, refreshed after the batch that carried the user's ratings committed."""
+    spark.catalog.refreshTable(tables.RATING_EVENTS.name)
+    events = spark.table(tables.RATING_EVENTS.name).where(F.col("source_file").isin(names))
+    assert events.count() == expected
+    assert events.select("source_file", "line_number").distinct().count() == expected
+    spark.catalog.refreshTable(tables.STREAM_BATCHES.name)
+    ledger = spark.table(tables.STREAM_BATCHES.name).where(F.col("query_id") == job.stream_id(settings))
+    assert ledger.groupBy("batch_id").count().where("count > 1").count() == 0
+    committed = {r.load_id: r.committed_at for r in ledger.collect()}
+    spark.catalog.refreshTable(tables.RECOMMENDATIONS.name)
+    lists = (spark.table(tables.RECOMMENDATIONS.name).where(F.col("user_id").between(first_user, first_user + users - 1))
+             .groupBy("user_id").agg(F.count(F.lit(1)).alias("n"), F.max("rank").alias("top"),
+                                     F.countDistinct("rank").alias("ranks"), F.min("updated_at").alias("updated"))
+             .collect())
+    assert len(lists) == users
+    assert all(r.n == r.top == r.ranks and r.n >= 1 for r in lists)
+    carried = {r.user_id: r.load_id for r in events.select("user_id", "load_id").distinct().collect()}
+    assert all(r.updated >= committed[carried[r.user_id]] for r in lists), "a list older than its user's batch"
+
+
+def test_each_server_gets_its_own_session(crash_server, lakehouse_server):
+    from lakehouse.session import connect
+
+    mine, other = connect(lakehouse_server), connect(crash_server)
+    assert other is not mine and connect(crash_server) is other
+    other.sql("create database if not exists only_on_the_second_server")
+    try:
+        assert other.catalog.databaseExists("only_on_the_second_server")
+        assert not mine.catalog.databaseExists("only_on_the_second_server")
+    finally:
+        other.sql("drop database if exists only_on_the_second_server")
+
+
+def stream_until_a_batch_starts(crash_server, landing: Path, first_user: int, per_file: int):
+    """A fresh stream (fold-in on, two files a batch) on six landed files of new users, waited on
+    until a batch's start line is in the log: (settings, names, ratings, stream pid, log offset,
+    the start line)."""
+    settings = fresh_stream(crash_server, landing, stream_max_files_per_trigger=2)
+    names, expected = land_user_files(settings.stream_dir, 6, per_file, first_user)
+    offset = log_size(settings.stream_log)
+    pid = job.detach(settings, fold_in=True, timeout=300)
+    started = wait_for(lambda: BATCH_START.search(log_since(settings.stream_log, offset)), 600,
+                       "a micro-batch to start", step=0.05)
+    return settings, names, expected, pid, offset, started
+
+
+def test_the_stream_restarts_itself_when_the_server_dies_mid_batch(crash_server, tmp_path):
+    first_user, per_file = 600_000, 150
+    settings, names, expected, pid, offset, started = stream_until_a_batch_starts(
+        crash_server, tmp_path / "landing", first_user, per_file)
+    kill_group(server.running_pid(settings))  # the JVM, the server process and the batch's Python worker
+    at_kill = log_since(settings.stream_log, offset)
+    batch = started.group(1)
+    assert not re.search(rf"batch {batch}: \d+ files", at_kill), "the batch finished before the kill"
+
+    restart(settings)  # the stream's client is left alone: it must find the server again by itself
+    spark = own_session(settings)
+    try:
+        wait_for(lambda: not unfinished_files(spark, names), 600, "every landed file's batch to finish")
+        status = job.read_status(settings)
+        assert job.running_pid(settings) == pid, "the stream's process was replaced, not supervised"
+        assert status["restarts"] >= 1 and status["state"] == "running", status
+        log = log_since(settings.stream_log, offset)
+        assert re.search(r"supervisor: restart \d+: the query runs again", log)
+        assert len(re.findall(rf"batch {batch}: started", log)) >= 2, "the killed batch was not run again"
+        check_landed_exactly_once(spark, settings, names, expected, first_user, 6 * per_file)
+    finally:
+        job.stop(settings)
+
+
+def test_a_killed_stream_client_leaves_no_query_writing_and_the_next_reruns_its_batch(crash_server, tmp_path):
+    first_user, per_file = 700_000, 150
+    settings, names, expected, pid, offset, started = stream_until_a_batch_starts(
+        crash_server, tmp_path / "landing", first_user, per_file)
+    kill_group(pid)  # kill -9 of the client: the query runs in the server and does not notice by itself
+    # The query's next step finds its client gone and fails the query; the batch is not finished.
+    gone = wait_for(lambda: re.search(r"batch (\d+): the stream's client \(pid (\d+)\) is gone (before [a-z ]+);",
+                                      log_since(settings.stream_log, offset)), 300, "the orphaned query to stop")
+    assert int(gone.group(2)) == pid
+    orphaned = gone.group(1)
+    assert int(orphaned) in (int(started.group(1)), int(started.group(1)) + 1), (started.group(0), gone.group(0))
+    spark = own_session(settings)
+    try:
+        spark.catalog.refreshTable(tables.STREAM_BATCHES.name)
+        ledger = spark.table(tables.STREAM_BATCHES.name).where(
+            (F.col("query_id") == job.stream_id(settings)) & (F.col("batch_id") == int(orphaned)))
+        assert ledger.count() == 0, "the orphaned query finished its batch"
+
+        job.detach(settings, fold_in=True, timeout=300)
+        wait_for(lambda: not unfinished_files(spark, names), 600, "every landed file's batch to finish")
+        log = log_since(settings.stream_log, offset)
+        assert len(re.findall(rf"batch {orphaned}: started", log)) >= 2, "the orphaned batch was not run again"
+        check_landed_exactly_once(spark, settings, names, expected, first_user, 6 * per_file)
+    finally:
+        job.stop(settings)
 
 
 # ---- (b) a dbt rebuild -----------------------------------------------------------------------

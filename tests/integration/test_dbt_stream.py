@@ -198,3 +198,36 @@ def test_dbt_build_with_stream(spark, lakehouse_server, streamed: Planted):
         assert (row.rows_read, row.rows_accepted, row.rows_quarantined) == (rows_read, rows_accepted, rows_quarantined)
         assert row.quarantine_rows == rows_quarantined
         assert row.refresh_latency_max_seconds > 0 and row.committed_minute is not None
+
+    # The quarantine rate per minute: the ledger's lines per committed minute, every minute
+    # between the two batches, no rate in a quiet one.
+    rates = gold(spark, "stream_quarantine_rate_per_minute")
+    totals = rates.agg(F.sum("rows_read"), F.sum("rows_quarantined"), F.sum("batch_count")).first()
+    assert tuple(totals) == (7, 1, 2)  # batch 0: 1 read; batch 1: 6 read, 1 quarantined; batch 2 uncommitted
+    assert rates.count() >= 120
+    assert sorted(r.quarantine_rate for r in rates.where("batch_count > 0").collect()) == pytest.approx([0.0, 1 / 6])
+    assert rates.where("batch_count = 0 and quarantine_rate is not null").count() == 0
+
+
+def test_source_freshness_checks_the_ledgers(lakehouse_server, streamed: Planted):
+    from lakehouse.dbt_runner import source_freshness
+
+    outcome = source_freshness(lakehouse_server)
+    by_source = {s.source: s for s in outcome.sources}
+    assert {"movielens.ratings", "movielens.ingest_log", "stream.rating_events", "stream.stream_batches"} <= set(by_source)
+    assert all(s.status == "pass" for s in outcome.sources), outcome.describe()  # loaded minutes ago
+    assert outcome.returncode == 0 and outcome.stale == []
+
+
+def test_a_stale_stream_is_a_warning_not_an_error(spark, lakehouse_server, streamed: Planted):
+    from lakehouse.dbt_runner import source_freshness
+
+    spark.sql(f"update {tables.STREAM_BATCHES.name} set committed_at = committed_at - interval 3 hours")
+    try:
+        outcome = source_freshness(lakehouse_server, "--select", "source:stream.stream_batches")
+    finally:
+        spark.sql(f"update {tables.STREAM_BATCHES.name} set committed_at = committed_at + interval 3 hours")
+    [batches] = outcome.sources
+    assert batches.status == "warn" and batches.age_seconds > 3 * 3600 - 600, batches
+    assert outcome.returncode == 0  # a warning: `make run` goes on (lakehouse/pipeline.py)
+    assert "stream.stream_batches: last load" in outcome.describe() and "(stale)" in outcome.describe()

@@ -259,7 +259,7 @@ def test_delta_over_a_second_thrift_connection_after_a_stream_batch(lean, bronze
     query = job.start_query(lean, settings, on_committed=None)
     try:
         name = f"loader-{uuid.uuid4().hex[:8]}.csv"
-        land(settings.stream_dir, name, f"1,1,5,{VALID_TS}\n2,2,4,{VALID_TS}\n")
+        land(settings.stream_inbox_dir, name, f"1,1,5,{VALID_TS}\n2,2,4,{VALID_TS}\n")  # no gate: the query alone
         load_prefix = f"{tables.STREAM_LOAD_PREFIX}{job.stream_id(settings)}-"
 
         def committed_file():

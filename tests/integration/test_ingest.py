@@ -1,14 +1,21 @@
-"""Ingest into bronze: conservation per file, quarantine with reasons, idempotence, recovery."""
+"""Ingest into bronze: conservation per file, quarantine with reasons, idempotence, recovery, and
+files that change while they are read or have no good row."""
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 
-from lakehouse import tables
+from lakehouse import delta, tables
+from lakehouse.datasets import get_dataset
+from lakehouse.ingest import load, parsers
+from lakehouse.ingest.acquire import locate
 from lakehouse.ingest.load import IngestError
-from lakehouse import delta
-from tests.integration.conftest import copy_dataset, count, ingest
+from lakehouse.ingest.load import ingest as run_ingest
+from tests.integration.conftest import copy_dataset, count, fresh, ingest
+from tests.integration.helpers import lakehouse_cli_run
 
 
 def reasons_by_line(spark, source_file: str) -> dict[int, str]:
@@ -118,3 +125,129 @@ def test_another_dataset_needs_replace(spark, lakehouse_server, synthetic_100k_l
     with pytest.raises(IngestError, match="--replace"):
         ingest(spark, lakehouse_server, "ml-latest-small", synthetic_latest_layout)
     assert count(spark, tables.RATINGS.name) == 6000
+
+
+# --- files that change while ingest reads them, and files with no good row -------------------------
+
+
+def new_ratings(u_data: Path, count: int) -> bytes:
+    """`count` valid u.data lines for (user, movie) pairs the file does not have yet."""
+    lines = u_data.read_bytes().splitlines()
+    users = sorted({int(line.split(b"\t")[0]) for line in lines})
+    movies = sorted({int(line.split(b"\t")[1]) for line in lines})
+    taken = {tuple(map(int, line.split(b"\t")[:2])) for line in lines}
+    fresh = [(u, m) for u in users for m in movies if (u, m) not in taken][:count]
+    return b"".join(b"%d\t%d\t4\t881250949\n" % pair for pair in fresh)
+
+
+def ledger_sha256(spark, load_id: str) -> str:
+    return fresh(spark, tables.INGEST_LOG.name).where(F.col("load_id") == load_id).collect()[0].file_sha256
+
+
+def ratings_of(report):
+    return next(f for f in report.files if f.target_table == tables.RATINGS.name)
+
+
+def ingest_watching_ratings(spark, source: Path, on_rows, at_start=None, replace: bool = False):
+    """ingest(), calling `at_start()` when the ratings load starts (after every file's checksum was
+    taken, before u.data is opened) and `on_rows(rows)` as it reports progress: after every
+    CHUNK_ROWS rows parsed, and once the file has been read, before its load is committed."""
+    def on_file(name: str):
+        if not name.endswith("u.data"):
+            return None
+        if at_start:
+            at_start()
+        return on_rows
+
+    files = locate(get_dataset("ml-100k"), source, source.parent / "cache")
+    return run_ingest(spark, files, replace=replace, on_file=on_file)
+
+
+class Appender:
+    """Appends `extra` to a file, the first time it is called."""
+
+    def __init__(self, path: Path, extra: bytes) -> None:
+        self.path, self.extra, self.calls = path, extra, []
+
+    def __call__(self, rows: int | None = None) -> None:
+        if not self.calls:
+            with open(self.path, "ab") as out:
+                out.write(self.extra)
+        self.calls.append(rows)
+
+
+def test_a_file_that_grows_after_it_was_read_is_loaded_again(spark, lakehouse_server, synthetic_100k_layout, tmp_path):
+    folder = copy_dataset(synthetic_100k_layout, tmp_path / "ml-100k")
+    u_data = folder / "u.data"
+    original = u_data.read_bytes()
+    grow = Appender(u_data, new_ratings(u_data, 50))
+
+    report = ingest_watching_ratings(spark, folder, on_rows=grow, replace=True)
+    first = ratings_of(report)
+    assert grow.calls == [6000]  # once, when the file had been read and the load was not committed
+    assert (first.rows_read, first.rows_loaded, first.rows_quarantined) == (6000, 6000, 0)
+    load_id = fresh(spark, tables.RATINGS.name).select("load_id").first().load_id
+    # the ledger describes the bytes loaded, not the file as it was at the commit
+    assert ledger_sha256(spark, load_id) == hashlib.sha256(original).hexdigest()
+
+    again = ingest(spark, lakehouse_server, "ml-100k", folder)
+    second = ratings_of(again)
+    assert not second.skipped_reason, "the grown file was called unchanged"
+    assert (second.rows_read, second.rows_loaded, second.rows_quarantined) == (6050, 6050, 0)
+    second_load = next(r.load_id for r in fresh(spark, tables.INGEST_LOG.name).collect()
+                       if r.target_table == tables.RATINGS.name and r.load_id != load_id)
+    assert ledger_sha256(spark, second_load) == hashlib.sha256(u_data.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("when", ["between its checksum and its read", "while it was read"])
+def test_a_file_that_grows_while_it_is_loaded_is_refused_then_loaded_whole(
+    spark, lakehouse_server, synthetic_100k_layout, tmp_path, monkeypatch, when
+):
+    folder = copy_dataset(synthetic_100k_layout, tmp_path / "ml-100k")
+    u_data = folder / "u.data"
+    grow = Appender(u_data, new_ratings(u_data, 50))
+    if when == "while it was read":  # small reads and chunks: progress comes while most of it is unread
+        monkeypatch.setattr(parsers, "_READ_CHUNK", 4096)
+        monkeypatch.setattr(load, "CHUNK_ROWS", 1000)
+        hooks = {"on_rows": grow}
+    else:
+        hooks = {"on_rows": None, "at_start": grow}
+
+    with pytest.raises(IngestError, match=f"u.data changed {when}.*Nothing of it is committed"):
+        ingest_watching_ratings(spark, folder, replace=True, **hooks)
+    assert grow.calls[0] == (1000 if when == "while it was read" else None)  # when it grew
+    committed_tables = {r.target_table for r in fresh(spark, tables.INGEST_LOG.name).collect()}
+    assert committed_tables == {tables.MOVIES.name, tables.USERS.name}  # nothing of the ratings
+
+    monkeypatch.undo()
+    again = ingest(spark, lakehouse_server, "ml-100k", folder)  # the file holds still now
+    ratings = ratings_of(again)
+    assert (ratings.rows_read, ratings.rows_loaded, ratings.rows_quarantined) == (6050, 6050, 0)
+    assert count(spark, tables.RATINGS.name) == 6050
+    load_id = next(r.load_id for r in fresh(spark, tables.INGEST_LOG.name).collect()
+                   if r.target_table == tables.RATINGS.name)
+    assert ledger_sha256(spark, load_id) == hashlib.sha256(u_data.read_bytes()).hexdigest()
+
+
+def test_a_file_with_every_row_quarantined_fails_the_ingest(spark, lakehouse_server, synthetic_100k_layout, tmp_path):
+    folder = copy_dataset(synthetic_100k_layout, tmp_path / "ml-100k")
+    u_data = folder / "u.data"
+    # every timestamp in milliseconds: each row is rejected, and nothing is lost
+    lines = [line.split(b"\t") for line in u_data.read_bytes().splitlines()]
+    u_data.write_bytes(b"".join(b"\t".join([*fields[:3], fields[3] + b"000"]) + b"\n" for fields in lines))
+
+    run = lakehouse_cli_run(lakehouse_server, "ingest", "--dataset", "ml-100k", "--source", str(folder), "--replace")
+    assert run.returncode == 1, run.stdout + run.stderr
+    said = " ".join(run.stdout.split())  # as one line: the console wraps long ones
+    assert "warning: ml-100k/u.data: all 6,000 rows were quarantined, none loaded into bronze.ratings" in said, said
+    assert count(spark, tables.RATINGS.name) == 0
+    reasons = fresh(spark, tables.QUARANTINE.name).where(F.col("target_table") == tables.RATINGS.name)
+    assert reasons.count() == 6000
+    assert reasons.where(F.col("reason").contains("looks like milliseconds")).count() == 6000
+    assert count(spark, tables.MOVIES.name) == 400  # the other files loaded as usual
+
+    again = lakehouse_cli_run(lakehouse_server, "ingest", "--dataset", "ml-100k", "--source", str(folder))
+    assert again.returncode == 1, again.stdout + again.stderr  # unchanged, and still nothing loaded from it
+    said = " ".join(again.stdout.split())
+    assert "warning: ml-100k/u.data is unchanged since load" in said, said
+    assert "which quarantined all of its 6,000 rows" in said, said

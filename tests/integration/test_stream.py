@@ -1,13 +1,12 @@
-"""The streaming job on the real server: bad input conserved per file, exactly once across kill -9
-of the stream and of the server, and the fold-in agreeing with MLlib."""
+"""The streaming job on the real server: bad input conserved per file, the landing folder's
+contract (files written in place, reused names, old mtimes, poison files), one stream per landing
+folder, and the fold-in agreeing with MLlib. The kill -9 tests, with the fold-in on, are in
+test_crash_delta.py (they need a champion)."""
 from __future__ import annotations
 
-import dataclasses
 import os
-import random
 import re
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +14,8 @@ from pyspark.sql import functions as F
 
 from lakehouse import tables
 from lakehouse.stream import job
-from tests.conftest import free_port
 from tests.integration.conftest import ingest
-from tests.integration.helpers import fresh_stream, kill_group, land, wait_for
+from tests.integration.helpers import fresh_stream, land, wait_for
 
 VALID_TS = 1_600_000_000  # 2020-09-13
 SYNTHETIC_MOVIES = 400  # movie ids 1..400 exist in the synthetic dataset
@@ -72,17 +70,20 @@ def test_bad_input_is_quarantined_and_every_file_conserves_its_rows(spark, synth
     files = bad_input_files()
     assert len(files["fifty-megabytes.csv"][0]) > 50 * 2**20
     for name, (data, *_rest) in files.items():
-        land(settings.stream_dir, name, data)
-    land(settings.stream_dir, "empty.csv", b"")
+        land(settings.stream_inbox_dir, name, data)  # no gate runs here: straight into the inbox
+    land(settings.stream_inbox_dir, "empty.csv", b"")
     query = job.start_query(spark, settings)
     try:
-        seen = wait_for(lambda: (c := committed_files(spark, settings)) and len(c) >= len(files) and c, 600,
-                        "every landed file in bronze.stream_files")
+        def all_committed():
+            assert query.exception() is None, f"the stream failed: {query.exception()}"
+            return (c := committed_files(spark, settings)) and len(c) >= len(files) and c
+
+        seen = wait_for(all_committed, 600, "every landed file in bronze.stream_files")
         assert query.isActive and query.exception() is None  # bad data never stops the stream
         # Processed files leave the landing folder for the archive, the empty one too. Spark's
         # file source archives a batch's files when the next batch starts: land one more.
-        land(settings.stream_dir, "next.csv", f"1,1,5,{VALID_TS}\n")
-        wait_for(lambda: set(os.listdir(settings.stream_dir)) <= {"next.csv"}, 120, "the landing folder to empty")
+        land(settings.stream_inbox_dir, "next.csv", f"1,1,5,{VALID_TS}\n")
+        wait_for(lambda: set(os.listdir(settings.stream_inbox_dir)) <= {"next.csv"}, 120, "the inbox to empty")
         archived = {p.name for p in settings.stream_archive_dir.rglob("*") if p.is_file()}
         assert set(files) | {"empty.csv"} <= archived
     finally:
@@ -110,112 +111,124 @@ def test_bad_input_is_quarantined_and_every_file_conserves_its_rows(spark, synth
     assert len(new_user) == 1 and new_user[0].line_number == 10
 
 
-def land_numbered_files(folder: Path, count: int, rows: int, first_user: int) -> int:
-    """`count` files of `rows` distinct valid ratings each; returns the number of ratings."""
-    for index in range(count):
-        lines = [f"{first_user + index},{1 + (index * rows + r) % SYNTHETIC_MOVIES},{1 + r % 5},{VALID_TS + r}"
-                 for r in range(rows)]
-        land(folder, f"numbered-{index:03d}.csv", "\n".join(lines) + "\n")
-    return count * rows
+# ---- the landing folder's contract, with the stream's own process (its gate) running ----------
 
 
-def exactly_once(spark, settings, expected: int, first_user: int) -> None:
+def inbox_name_of(settings, name: str) -> str:
+    """The name the gate gave a landed file (the log says `took X as Y` when it renamed it)."""
+    taken = re.findall(rf"landing: took {re.escape(name)}(?: as (\S+))? \(", settings.stream_log.read_text())
+    return [t or name for t in taken]
+
+
+def quarantined_rows(spark, load_prefix: str):
+    spark.catalog.refreshTable(tables.QUARANTINE.name)
+    return spark.table(tables.QUARANTINE.name).where(F.col("load_id").startswith(load_prefix)).collect()
+
+
+def test_the_landing_contract_files_written_in_place_reused_names_old_mtimes_poison(spark, synthetic_bronze, tmp_path):
+    """What users do with a folder: `cp` a big file in (written in pieces, 3 s in all), drop the
+    same name twice, copy with the mtime kept (30 days old), drop a binary file between two good
+    ones, land a classic-Mac CR-only file. Every rating lands once; the binary file is dead-lettered
+    with its reason; the stream never stops."""
+    settings = fresh_stream(synthetic_bronze, tmp_path / "landing")
+    landing_dir = settings.stream_dir
+    landing_dir.mkdir(parents=True)
+    now = int(time.time())
+    recent = now - 86400  # a day ago: valid, and "in the future" only if compared with a month-old mtime
+    pid = job.detach(settings, fold_in=False)
+    expected: dict[str, int] = {}
+    try:
+        # 1. in place, in three pieces a second and a half apart, through one open file (as `cp`)
+        copied = [f"{400_000 + i},{1 + i % SYNTHETIC_MOVIES},4,{VALID_TS}" for i in range(2000)]
+        with open(landing_dir / "copied.csv", "w") as out:
+            for part in range(3):
+                out.write("\n".join(copied[part * 667:(part + 1) * 667]) + ("\n" if part < 2 else "\n"))
+                out.flush()
+                time.sleep(1.5)
+        expected["copied.csv"] = 2000
+        # 2. the same name twice, the second after the first was taken
+        land(landing_dir, "daily.csv", f"410001,1,5,{VALID_TS}\n410001,2,4,{VALID_TS}\n")
+        wait_for(lambda: inbox_name_of(settings, "daily.csv"), 60, "the first daily.csv to be taken", step=0.2)
+        land(landing_dir, "daily.csv", f"410002,3,3,{VALID_TS}\n")
+        # 3. a month-old mtime, holding yesterday's ratings
+        old = land(landing_dir, "kept-mtime.csv", f"410003,4,5,{recent}\n410003,5,2,{recent}\n")
+        os.utime(old, (now - 30 * 86400, now - 30 * 86400))
+        expected["kept-mtime.csv"] = 2
+        # 4. poison between two good files
+        land(landing_dir, "before.csv", f"410004,6,4,{VALID_TS}\n")
+        land(landing_dir, "binary.csv", b"\x00\x01\x02 not a ratings file \x00" * 100)
+        land(landing_dir, "after.csv", f"410005,7,4,{VALID_TS}\n")
+        expected.update({"before.csv": 1, "after.csv": 1})
+        # 5. CR-only line endings
+        land(landing_dir, "mac.csv", f"410006,8,4,{VALID_TS}\r410006,9,5,{VALID_TS}\r")
+        expected["mac.csv"] = 2
+
+        wait_for(lambda: len(inbox_name_of(settings, "daily.csv")) == 2, 60, "the second daily.csv", step=0.2)
+        names = {name: inbox_name_of(settings, name) for name in expected}
+        daily = inbox_name_of(settings, "daily.csv")
+        assert daily == ["daily.csv", "daily~2.csv"], daily  # a reused name is read again, as new data
+        expected.update({"daily.csv": 2, "daily~2.csv": 1})
+        wanted = {n for n in expected}
+        seen = wait_for(lambda: (c := committed_files(spark, settings)) and wanted <= set(c) and c, 300,
+                        "every good file committed")
+        status = job.read_status(settings)
+        assert status["state"] == "running" and status["restarts"] == 0 and status["files_dead_lettered"] == 1
+    finally:
+        job.stop(settings)
+    assert all(v == [k] for k, v in names.items() if k != "daily.csv"), names
+    for name, rows in expected.items():
+        row = seen[name]
+        assert (row.rows_read, row.rows_accepted, row.rows_quarantined) == (rows, rows, 0), (name, row)
+    # landed_at is when the stream took the file, not the month-old mtime it came with
+    assert abs(seen["kept-mtime.csv"].landed_at.timestamp() - now) < 120
+    sid = job.stream_id(settings)
     spark.catalog.refreshTable(tables.RATING_EVENTS.name)
-    mine = spark.table(tables.RATING_EVENTS.name).where(F.col("source_file").startswith("numbered-")
-                                                   & (F.col("user_id") >= first_user))
-    assert mine.count() == expected
-    assert mine.select("source_file", "line_number").distinct().count() == expected  # nothing twice
+    events = spark.table(tables.RATING_EVENTS.name).where(F.col("load_id").startswith(f"stream-{sid}-"))
+    assert events.count() == sum(expected.values())
+    assert events.select("source_file", "line_number").distinct().count() == sum(expected.values())
+    assert events.where(F.col("source_file") == "copied.csv").agg(F.countDistinct("user_id")).first()[0] == 2000
+    (dead,) = quarantined_rows(spark, f"dead-letter-{sid}-")
+    assert dead.source_file == "binary.csv" and dead.line_number == 0
+    assert dead.reason.startswith("dead-lettered: the file holds NUL bytes")
+    assert [p.name.endswith("-binary.csv") for p in settings.stream_dead_letter_dir.iterdir()] == [True]
+    assert not (settings.stream_dir / "binary.csv").exists()
+    # nothing left behind: the landing folder is empty, and the stream's process is gone
+    assert os.listdir(settings.stream_dir) == []
+    assert job.running_pid(settings) is None and not psutil_alive(pid)
 
 
-def wait_for_batch_start(settings, after: int) -> None:
-    """Block until the stream log reports a batch starting (the log may hold older lines)."""
-    def started():
-        text = settings.stream_log.read_text() if settings.stream_log.exists() else ""
-        return len(re.findall(r"batch \d+: started", text)) > after
-    wait_for(started, 300, "a micro-batch to start", step=0.1)
+def psutil_alive(pid: int) -> bool:
+    import psutil
 
-
-def batch_starts(settings) -> int:
-    text = settings.stream_log.read_text() if settings.stream_log.exists() else ""
-    return len(re.findall(r"batch \d+: started", text))
-
-
-def test_killing_the_stream_process_mid_batch_loses_and_duplicates_nothing(spark, synthetic_bronze, tmp_path):
-    settings = fresh_stream(synthetic_bronze, tmp_path / "landing", stream_max_files_per_trigger=3)
-    expected = land_numbered_files(settings.stream_dir, 12, 2000, first_user=200_000)
-    for round_ in range(2):
-        before = batch_starts(settings)
-        pid = job.detach(settings, fold_in=False)
-        wait_for_batch_start(settings, before)
-        time.sleep(random.uniform(0.0, 1.5))
-        kill_group(pid)  # kill -9: no clean stop
-    job.detach(settings, fold_in=False)
     try:
-        wait_for(lambda: sum(f.rows_read for f in committed_files(spark, settings).values()) >= expected, 600,
-                 "every numbered file committed")
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_one_stream_per_landing_folder_and_sighup_stops_it_cleanly(spark, synthetic_bronze, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.integration.helpers import REPO
+
+    settings = fresh_stream(synthetic_bronze, tmp_path / "landing")
+    pid = job.detach(settings, fold_in=False)
+    try:
+        foreground = subprocess.run([sys.executable, "-m", "lakehouse.cli", "stream", "--no-fold-in"], cwd=REPO,
+                                    env={**os.environ, **settings.as_env(), "COLUMNS": "200"},
+                                    capture_output=True, text=True, timeout=120)
+        assert foreground.returncode == 2, foreground.stdout + foreground.stderr
+        assert "is already running in this data directory" in foreground.stdout
+        assert f"pid {pid}" in foreground.stdout  # who holds it
+        os.kill(pid, signal.SIGHUP)
+        wait_for(lambda: not psutil_alive(pid), 60, "the stream to stop on SIGHUP", step=0.2)
     finally:
         job.stop(settings)
-    exactly_once(spark, settings, expected, first_user=200_000)
-
-
-def own_session(settings):
-    """A new Spark Connect session on this server (one made before a restart died with it)."""
-    from pyspark.sql import SparkSession
-
-    return SparkSession.builder.remote(settings.connect_url).create()
-
-
-@pytest.fixture(scope="module")
-def second_server(tmp_path_factory, synthetic_100k_layout):
-    """A server of its own, so killing it does not disturb the session's server."""
-    from lakehouse import server
-    from lakehouse.settings import load_settings
-
-    home = tmp_path_factory.mktemp("crash-home")
-    settings = dataclasses.replace(load_settings(), home=home, thrift_port=free_port(), connect_port=free_port(),
-                                   driver_memory="2g")
-    server.up(settings, timeout=240)
-    session = own_session(settings)
-    ingest(session, settings, "ml-100k", synthetic_100k_layout, replace=True)
-    session.stop()
-    yield settings
-    server.down(settings)
-
-
-def test_each_server_gets_its_own_session(spark, second_server):
-    from lakehouse.session import connect
-
-    other = connect(second_server)
-    try:
-        assert other is not spark and connect(second_server) is other
-        other.sql("create database if not exists only_on_the_second_server")
-        assert other.catalog.databaseExists("only_on_the_second_server")
-        assert not spark.catalog.databaseExists("only_on_the_second_server")
-    finally:
-        other.sql("drop database if exists only_on_the_second_server")
-        other.stop()
-
-
-def test_killing_the_server_mid_batch_loses_and_duplicates_nothing(second_server, tmp_path):
-    from lakehouse import server
-
-    settings = fresh_stream(second_server, tmp_path / "landing", stream_max_files_per_trigger=3)
-    expected = land_numbered_files(settings.stream_dir, 9, 2000, first_user=300_000)
-    job.detach(settings, fold_in=False)
-    wait_for_batch_start(settings, 0)
-    time.sleep(random.uniform(0.2, 1.5))
-    kill_group(server.running_pid(settings))  # the JVM, the server process and the batch's Python worker
-    job.stop(settings, grace=10)  # its client has lost the server
-    server.up(settings, timeout=240)
-    job.detach(settings, fold_in=False)
-    spark = own_session(settings)
-    try:
-        wait_for(lambda: sum(f.rows_read for f in committed_files(spark, settings).values()) >= expected, 600,
-                 "every numbered file committed after the restart")
-    finally:
-        job.stop(settings)
-    exactly_once(spark, settings, expected, first_user=300_000)
-    spark.stop()
+    log = settings.stream_log.read_text()
+    assert "Stream stopped." in log.split("Streaming ")[-1]  # a clean stop, not a kill
+    assert not job.status_file(settings).exists()
 
 
 def test_fold_in_reproduces_the_user_factors_mllib_trained(spark, synthetic_bronze):

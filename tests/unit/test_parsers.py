@@ -1,10 +1,13 @@
-"""Unit tests for lakehouse.ingest.parsers on small byte strings built here."""
+"""Unit tests for lakehouse.ingest.parsers on small byte strings built here (and a few big files
+written to tmp_path), and for the Snapshot ingest parses through."""
 from __future__ import annotations
 
+import hashlib
 import io
+import time
+import tracemalloc
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,10 +15,10 @@ from hypothesis import strategies as st
 
 from lakehouse.ingest import parsers
 from lakehouse.datasets import DATASETS, FileKind, get_dataset
+from lakehouse.ingest.acquire import FileChangedError, locate
 from lakehouse.ingest.parsers import MovieRow, RatingRow, Rejected, UserRow, parse_file
 
 NOW = datetime(2024, 1, 1, tzinfo=timezone.utc)
-ML_100K_DIR = Path("/work/shared/data/movielens/ml-100k")
 CSV_DATASETS = ("ml-latest-small", "ml-25m", "ml-32m")
 RATINGS_HEADER = b"userId,movieId,rating,timestamp\n"
 MOVIES_HEADER = b"movieId,title,genres\n"
@@ -345,8 +348,8 @@ def test_doubled_quotes_keep_a_quoted_field_open_across_lines():
 
 @pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
 def test_quoted_field_spanning_lines(newline):
-    records = [b'1,"Two', b'Lines (1999)",Drama', b"2,After (2000),Drama"]
-    data = MOVIES_HEADER + newline.join(records) + newline
+    records = [MOVIES_HEADER.rstrip(), b'1,"Two', b'Lines (1999)",Drama', b"2,After (2000),Drama"]
+    data = newline.join(records) + newline
     rows = parse("ml-latest-small", "movies", data)
     assert [type(r) for r in rows] == [MovieRow, MovieRow]
     first, second = rows
@@ -428,6 +431,217 @@ def test_small_read_chunks_give_the_same_rows(monkeypatch):
     assert parse("ml-25m", "movies", data) == expected
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 23])
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+def test_every_terminator_and_a_bom_survive_any_read_size(monkeypatch, newline, chunk):
+    # 23 bytes end the first read (mark, first line) on the CR of a CRLF: not a CR-only file
+    lines = [b"196\t242\t3\t881250949", b"", b"186\t302\t3\t891717742", b"x"]
+    data = b"\xef\xbb\xbf" + newline.join(lines)
+    expected = parse("ml-100k", "ratings", data)
+    assert [(r.line_number, type(r)) for r in expected] == [(1, RatingRow), (3, RatingRow), (4, Rejected)]
+    monkeypatch.setattr(parsers, "_READ_CHUNK", chunk)
+    assert parse("ml-100k", "ratings", data) == expected
+
+
+# --- faults: CR-only files, byte order marks, NUL bytes, huge lines, milliseconds ---------------
+
+
+def test_cr_only_file_splits_into_lines():
+    lines = [b"196\t242\t3\t881250949", b"186\t302\t3\t891717742", b"bad"]
+    cr = parse("ml-100k", "ratings", b"\r".join(lines) + b"\r")
+    assert cr == parse("ml-100k", "ratings", b"\n".join(lines) + b"\n")
+    assert [r.raw_line for r in cr] == [line.decode() for line in lines]
+    assert [type(r) for r in cr] == [RatingRow, RatingRow, Rejected]
+
+
+def test_cr_only_csv_with_header_and_quoted_field_spanning_lines():
+    data = b'movieId,title,genres\r1,"Two\rLines (1999)",Drama\r2,Heat (1995),Action\r'
+    rows = parse("ml-25m", "movies", data)
+    assert [(r.line_number, r.title) for r in rows] == [(2, "Two\rLines (1999)"), (4, "Heat (1995)")]
+
+
+def test_a_lone_cr_does_not_make_an_lf_file_cr_only():
+    data = b"1\t2\t3\t881250949\n" + b"1\t2\t3\t88\r1250949\n" * 3
+    rows = parse("ml-100k", "ratings", data)
+    assert [r.line_number for r in rows] == [1, 2, 3, 4]
+    assert all("is not an integer" in r.reason for r in rows[1:])
+
+
+def test_bom_before_a_headerless_first_line():
+    data = b"\xef\xbb\xbf196\t242\t3\t881250949\n186\t302\t3\t891717742\n"
+    rows = parse("ml-100k", "ratings", data)
+    assert [type(r) for r in rows] == [RatingRow, RatingRow]
+    assert rows[0] == RatingRow(196, 242, 3.0, 881250949, 1, "196\t242\t3\t881250949")
+    assert only(parse("ml-1m", "users", b"\xef\xbb\xbf1::F::1::10::48067\n")).user_id == 1
+
+
+def test_bom_before_a_csv_header():
+    data = b"\xef\xbb\xbfuserId,movieId,rating,timestamp\n1,2,3.5,964982703\n"
+    assert only(parse("ml-latest-small", "ratings", data)).line_number == 2
+
+
+def test_nul_bytes_reject_their_line_only():
+    data = b"196\t242\t3\t881250949\n1\t2\x00\t3\t881250949\n\x00\x00\x00\n186\t302\t3\t891717742\n"
+    rows = parse("ml-100k", "ratings", data)
+    assert [type(r) for r in rows] == [RatingRow, Rejected, Rejected, RatingRow]
+    assert rows[1] == Rejected(2, "1\t2\\x00\t3\t881250949", "contains NUL bytes (binary data?)")
+    assert rows[2].raw_line == "\\x00\\x00\\x00"
+    csv = parse("ml-25m", "movies", MOVIES_HEADER + b'1,"Nul\x00 (1999)",Drama\n2,Heat (1995),Action\n')
+    assert [r.reason if isinstance(r, Rejected) else r.title for r in csv] == [
+        "contains NUL bytes (binary data?)", "Heat (1995)"
+    ]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+def test_a_line_over_the_limit_is_rejected_with_its_length(newline):
+    long = b"1\t2\t3\t881250949" + b" " * (3 * parsers.MAX_LINE_BYTES)  # blank-padded: still no row
+    data = newline.join([b"196\t242\t3\t881250949", long, b"186\t302\t3\t891717742"]) + newline
+    rows = parse("ml-100k", "ratings", data)
+    assert [(r.line_number, type(r)) for r in rows] == [(1, RatingRow), (2, Rejected), (3, RatingRow)]
+    assert rows[1].reason == f"line is {len(long):,} bytes long (limit {parsers.MAX_LINE_BYTES:,})"
+    assert rows[1].raw_line == long[: parsers.RAW_LINE_BYTES].decode()
+
+
+def test_a_line_at_the_limit_is_parsed():
+    title = b"T" * (parsers.MAX_LINE_BYTES - len(b"1::::Drama"))
+    row = only(parse("ml-1m", "movies", b"1::" + title + b"::Drama\n"))
+    assert isinstance(row, MovieRow) and len(row.raw_line) == parsers.MAX_LINE_BYTES
+
+
+def test_an_over_long_line_cannot_continue_a_quoted_field():
+    long = b"x" * (parsers.MAX_LINE_BYTES + 1)
+    data = MOVIES_HEADER + b'1,"Open\n' + long + b'\nclosed",Drama\n2,Heat (1995),Action\n'
+    rows = parse("ml-25m", "movies", data)
+    assert [(r.line_number, r.reason if isinstance(r, Rejected) else r.title) for r in rows] == [
+        (2, "unterminated quoted field"),
+        (3, f"line is {len(long):,} bytes long (limit {parsers.MAX_LINE_BYTES:,})"),
+        (4, "expected 3 fields, got 2"),
+        (5, "Heat (1995)"),
+    ]
+
+
+def test_an_over_long_header_is_a_wrong_file():
+    with pytest.raises(ValueError, match="expected the header"):
+        parse("ml-25m", "ratings", b"userId" * parsers.MAX_LINE_BYTES + b"\n1,2,3.5,964982703\n")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lengths=st.lists(st.integers(0, 40), max_size=12), newline=st.sampled_from([b"\n", b"\r\n", b"\r"]),
+       chunk=st.integers(1, 12), final_newline=st.booleans())
+def test_lines_over_a_small_limit_whatever_the_reads(lengths, newline, chunk, final_newline):
+    lines = [(b"%d" % n * 40)[:n] for n in lengths]
+    data = newline.join(lines) + (newline if final_newline and lines else b"")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parsers, "MAX_LINE_BYTES", 16)
+        patch.setattr(parsers, "RAW_LINE_BYTES", 4)
+        patch.setattr(parsers, "_READ_CHUNK", chunk)
+        rows = parse("ml-100k", "ratings", data)
+    expected = [(n, f"line is {len(line):,} bytes long (limit 16)" if len(line) > 16 else "expected 4 fields, got 1")
+                for n, line in enumerate(physical_lines(data), 1) if line.strip()]
+    assert [(r.line_number, r.reason) for r in rows] == expected
+    assert all(len(r.raw_line) <= 16 for r in rows)
+
+
+def test_a_200_mb_line_without_a_newline_takes_seconds_and_little_memory(tmp_path):
+    size = 200 * 2**20
+    (tmp_path / "u.data").write_bytes(b"")
+    (tmp_path / "u.item").write_bytes(item_line())
+    with open(tmp_path / "u.data", "wb") as out:
+        block = b"9" * 2**20
+        for _ in range(size // len(block)):
+            out.write(block)
+    spec = get_dataset("ml-100k")
+    files = locate(spec, tmp_path, tmp_path / "cache")
+    try:
+        tracemalloc.start()
+        started = time.monotonic()
+        with files.snapshot("ratings") as source:
+            rows = list(parse_file(source, spec.file("ratings"), spec, now=NOW))
+            source.finish()
+        seconds = time.monotonic() - started
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        (tmp_path / "u.data").unlink()
+    assert peak < 16 * 2**20, f"peak {peak / 2**20:.0f} MiB"  # a few reads, not the line
+    assert seconds < 15, f"{seconds:.1f} s"  # under a second on a quiet machine
+    assert rows == [Rejected(1, "9" * 2000, "line is 209,715,200 bytes long (limit 1,048,576)")]
+
+
+def test_millisecond_timestamps_get_a_hint():
+    rejected = rejection("ml-100k", "ratings", b"1\t2\t3\t1700000000000\n")
+    assert rejected.reason == (
+        "timestamp 1700000000000 (beyond the calendar) is in the future; "
+        "looks like milliseconds (1700000000 seconds is 2023-11-14)"
+    )
+    assert "milliseconds" not in rejection("ml-100k", "ratings", b"1\t2\t3\t4102444800\n").reason
+    late = int((NOW + timedelta(days=30)).timestamp()) * 1000  # /1000 would be in the future too
+    assert "milliseconds" not in rejection("ml-100k", "ratings", f"1\t2\t3\t{late}\n".encode()).reason
+
+
+# --- reading once: the bytes parsed are the bytes hashed --------------------------------------------
+
+
+def ratings_folder(tmp_path, ratings: bytes):
+    folder = tmp_path / "ml-100k"
+    folder.mkdir()
+    (folder / "u.data").write_bytes(ratings)
+    (folder / "u.item").write_bytes(item_line())
+    return locate(get_dataset("ml-100k"), folder, tmp_path / "cache")
+
+
+def parse_snapshot(files, grow=None):
+    spec = get_dataset("ml-100k")
+    with files.snapshot("ratings") as source:
+        rows = []
+        for row in parse_file(source, spec.file("ratings"), spec, now=NOW):
+            rows.append(row)
+            if grow:
+                grow()
+                grow = None
+        return rows, source
+
+
+def test_the_digest_is_of_exactly_the_bytes_parsed(tmp_path):
+    data = b"\xef\xbb\xbf196\t242\t3\t881250949\r\n186\t302\t3\t891717742"
+    files = ratings_folder(tmp_path, data)
+    rows, source = parse_snapshot(files)
+    assert len(rows) == 2
+    assert source.finish(files.sha256("ratings")) == hashlib.sha256(data).hexdigest() == files.sha256("ratings")
+
+
+def test_a_file_that_grows_while_it_is_read_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(parsers, "_READ_CHUNK", 64)
+    data = b"196\t242\t3\t881250949\n" * 100
+    files = ratings_folder(tmp_path, data)
+
+    def append():
+        with open(tmp_path / "ml-100k" / "u.data", "ab") as out:
+            out.write(b"1\t2\t3\t881250949\n" * 10)
+
+    rows, source = parse_snapshot(files, grow=append)
+    assert len(rows) == 100 and source.bytes_read == len(data)  # it read what the file had when opened
+    with pytest.raises(FileChangedError, match=f"had {len(data):,} bytes when opened and {len(data) + 160:,}"):
+        source.finish()
+
+
+def test_a_file_that_changed_since_its_checksum_is_refused(tmp_path):
+    files = ratings_folder(tmp_path, b"196\t242\t3\t881250949\n")
+    checked = files.sha256("ratings")
+    (tmp_path / "ml-100k" / "u.data").write_bytes(b"186\t302\t3\t891717742\n")
+    _, source = parse_snapshot(files)
+    with pytest.raises(FileChangedError, match="changed between its checksum and its read"):
+        source.finish(checked)
+
+
+def test_a_snapshot_not_read_to_its_end_has_no_digest(tmp_path):
+    files = ratings_folder(tmp_path, b"196\t242\t3\t881250949\n")
+    with files.snapshot("ratings") as source:
+        source.read(4)
+        with pytest.raises(RuntimeError, match="not read to its end"):
+            source.finish()
+
+
 def _spans(rows) -> list[int]:
     """Physical line numbers covered by each output record (a quoted record may span lines)."""
     covered = []
@@ -449,15 +663,27 @@ byte_lines = st.lists(
 )
 
 
+def physical_lines(data: bytes) -> list[bytes]:
+    """The documented line rule, the slow obvious way (for files shorter than one read): a byte
+    order mark at the start is dropped; CRs and no LF make a CR-only file; otherwise LF ends a line,
+    with a CR before it, and a lone CR is data."""
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    if b"\n" not in data and b"\r" in data:
+        lines = data.split(b"\r")
+    else:
+        lines = [line.removesuffix(b"\r") for line in data.split(b"\n")]
+    return lines[:-1] if lines and not lines[-1] else lines
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(lines=byte_lines, newline=st.sampled_from([b"\n", b"\r\n"]), final_newline=st.booleans(),
+@given(lines=byte_lines, newline=st.sampled_from([b"\n", b"\r\n", b"\r"]), final_newline=st.booleans(),
        dataset=st.sampled_from(["ml-100k", "ml-1m"]), kind=st.sampled_from(["ratings", "movies", "users"]),
        separator=st.sampled_from([b"\t", b"|", b"::"]))
 def test_every_non_blank_line_comes_out_exactly_once(lines, newline, final_newline, dataset, kind, separator):
     lines = [line.replace(b"\t", separator) for line in lines]
     data = newline.join(lines) + (newline if final_newline and lines else b"")
     rows = parse(dataset, kind, data)
-    non_blank = [n for n, line in enumerate(lines, 1) if line.strip()]
+    non_blank = [n for n, line in enumerate(physical_lines(data), 1) if line.strip()]
     assert [r.line_number for r in rows] == non_blank
 
 
@@ -478,13 +704,11 @@ def test_csv_every_non_blank_line_is_covered_exactly_once(lines, newline, kind):
 # --- the real ml-100k, when this machine has it ---------------------------------------------------
 
 
-def test_real_ml_100k_parses_cleanly():
-    if not (ML_100K_DIR / "u.data").exists():
-        pytest.skip(f"the MovieLens 100K files were not found at {ML_100K_DIR}")
+def test_real_ml_100k_parses_cleanly(shared_ml_100k):
     spec = get_dataset("ml-100k")
     expected = {"ratings": 100_000, "movies": 1_682, "users": 943}
     for file in spec.files:
-        with open(ML_100K_DIR / file.name, "rb") as stream:
+        with open(shared_ml_100k / file.name, "rb") as stream:
             rows = list(parse_file(stream, file, spec))
         rejected = [r for r in rows if isinstance(r, Rejected)]
         assert rejected == [], rejected[:5]

@@ -57,7 +57,7 @@ def test_each_format_parses_back(settings, fmt):
 
 def test_names_sequence_and_mtime_is_the_landing_time(settings):
     report = replay(settings, source=sample(30), rate=0, rows_per_file=10, now=False)
-    assert visible(settings.stream_dir) == report.files  # names sort in landing order
+    assert visible(settings.stream_inbox_dir) == report.files  # names sort in landing order
     for seq, path in enumerate(report.files, 1):
         match = NAME.fullmatch(path.name)
         assert match, path.name
@@ -65,7 +65,7 @@ def test_names_sequence_and_mtime_is_the_landing_time(settings):
         stamped_us = time.mktime(time.strptime(match.group(1), "%Y%m%dT%H%M%S")) - time.timezone
         stamped_ns = int(stamped_us) * 1_000_000_000 + int(match.group(2)) * 1000
         assert abs(path.stat().st_mtime_ns - stamped_ns) < 1_000_000  # the name's stamp is the mtime
-    assert not [p for p in settings.stream_dir.iterdir() if p.name.startswith(".")]  # no leftovers
+    assert not [p for p in settings.stream_inbox_dir.iterdir() if p.name.startswith(".")]  # no leftovers
 
 
 def test_a_file_is_invisible_until_complete(tmp_path):
@@ -99,13 +99,13 @@ def test_a_failed_write_leaves_nothing(tmp_path):
 
 
 def test_a_reader_polling_the_folder_only_ever_sees_whole_files(settings):
-    settings.stream_dir.mkdir(parents=True)
+    settings.stream_inbox_dir.mkdir(parents=True)
     done = threading.Event()
     sizes: dict[str, int] = {}
 
     def watch():
         while not done.is_set():
-            for path in visible(settings.stream_dir):
+            for path in visible(settings.stream_inbox_dir):
                 if path.name not in sizes:
                     sizes[path.name] = len(read_ratings_file(path))
 
@@ -229,7 +229,9 @@ def test_the_command_line(tmp_path, monkeypatch, capsys):
     argv = ["replay", "--source", "synthetic", "--users", "5", "--movies", "8", "--rate", "0",
             "--limit", "30", "--rows-per-file", "10", "--format", "jsonl"]
     assert main(argv) == 0
-    files = visible(tmp_path / "landing")
+    from lakehouse.settings import load_settings
+
+    files = visible(load_settings().stream_inbox_dir)  # the stream's inbox, not the landing folder
     assert len(files) == 3 and all(p.suffix == ".json" for p in files)
     out = capsys.readouterr().out
     assert "Replay" in out and "30" in out

@@ -133,6 +133,18 @@ def test_spec_errors_are_reported_by_name(spec):
     assert "dashboard live: row names unknown chart 'ghost'" in problems
 
 
+def test_every_sql_expression_is_whole(spec):
+    """An unquoted comma in a YAML flow mapping ({sql: f(a, b)}) cuts the expression short."""
+    expressions = {f"metric {d}.{m}": metric["sql"] for d, ds in spec["datasets"].items()
+                   for m, metric in (ds.get("metrics") or {}).items()}
+    expressions |= {f"chart {k} x": c["x"]["sql"] for k, c in bundle.all_charts(spec).items() if isinstance(c.get("x"), dict)}
+    for name, sql in expressions.items():
+        assert isinstance(sql, str) and sql.count("(") == sql.count(")"), (name, sql)
+    for key, dataset in spec["datasets"].items():
+        for metric_key, metric in (dataset.get("metrics") or {}).items():
+            assert set(metric) <= {"sql", "label", "format"}, (key, metric_key, metric)
+
+
 def test_dbt_exposures_depend_on_exactly_the_marts_each_dashboard_reads(spec):
     exposures = yaml.safe_load((REPO / "models" / "exposures" / "_superset__exposures.yml").read_text())["exposures"]
     by_url = {e["url"].rstrip("/").rsplit("/", 1)[1]: e for e in exposures}

@@ -36,23 +36,9 @@ per_minute as (
 
 ),
 
-bounds as (
-
-    select
-        min(minute_start) as first_minute,
-        max(minute_start) as last_minute
-
-    from per_minute
-
-),
-
 minutes as (
 
-    -- Every minute from the first streamed rating to the last, so a quiet minute is a 0 on the
-    -- chart rather than a line drawn across the gap. No rows while nothing has streamed.
-    select {{ unnest(minute_sequence('first_minute', 'last_minute')) }} as minute_start
-    from bounds
-    where first_minute is not null
+    {{ minute_spine('per_minute') }}
 
 ),
 
