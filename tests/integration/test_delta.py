@@ -6,6 +6,7 @@ and housekeeping / `lakehouse status` report what Delta did."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -280,10 +281,16 @@ def test_delta_over_a_second_thrift_connection_after_a_stream_batch(lean, bronze
 # ---- d. a stream batch run again commits nothing twice -------------------------------------
 
 
-def sink_batch(spark, folder: Path):
-    """The stream source's rows (`value`, `_metadata`) for the files in `folder`."""
+def sink_batch(spark, folder: Path, batch_id: int = 7):
+    """The stream source's rows (`value`, `_metadata`) for the files in `folder`, and the file
+    source's log entry for batch `batch_id` naming them (in `folder`/../checkpoint), which is
+    where the sink learns a batch's files."""
     land(folder, "good.csv", f"1,10,5,{VALID_TS}\n2,20,4,{VALID_TS}\n3,30,3,{VALID_TS}\n")
     land(folder, "mixed.csv", f"4,40,2,{VALID_TS}\n5,50,9,{VALID_TS}\n")  # 9: off the 1-5 scale
+    log = folder.parent / "checkpoint" / "sources" / "0"
+    log.mkdir(parents=True, exist_ok=True)
+    entries = [json.dumps({"path": p.as_uri(), "timestamp": 0, "batchId": batch_id}) for p in sorted(folder.iterdir())]
+    (log / str(batch_id)).write_text("v1\n" + "\n".join(entries) + "\n")
     return spark.read.format("text").load(str(folder)).select("value", "_metadata")
 
 
@@ -299,7 +306,8 @@ def sink(lean, bronze, tmp_path):
 
     for table in tables.BRONZE_STREAM:
         delta.create_if_missing(lean, table)
-    return BatchSink(f"test-{uuid.uuid4().hex[:10]}", job.dataset_scale(lean), str(tmp_path / "sink.log"))
+    return BatchSink(f"test-{uuid.uuid4().hex[:10]}", job.dataset_scale(lean), str(tmp_path / "sink.log"),
+                     checkpoint=str(tmp_path / "checkpoint"))
 
 
 EXPECTED_BATCH = {tables.RATING_EVENTS.name: 4, tables.QUARANTINE.name: 1, tables.STREAM_FILES.name: 2,
