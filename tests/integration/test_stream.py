@@ -219,9 +219,10 @@ def test_one_stream_per_landing_folder_and_sighup_stops_it_cleanly(spark, synthe
         foreground = subprocess.run([sys.executable, "-m", "lakehouse.cli", "stream", "--no-fold-in"], cwd=REPO,
                                     env={**os.environ, **settings.as_env(), "COLUMNS": "200"},
                                     capture_output=True, text=True, timeout=120)
+        said = " ".join(foreground.stdout.split())  # the console wraps long lines
         assert foreground.returncode == 2, foreground.stdout + foreground.stderr
-        assert "is already running in this data directory" in foreground.stdout
-        assert f"pid {pid}" in foreground.stdout  # who holds it
+        assert "is already running in this data directory" in said, said
+        assert f"pid {pid}" in said, said  # who holds it
         os.kill(pid, signal.SIGHUP)
         wait_for(lambda: not psutil_alive(pid), 60, "the stream to stop on SIGHUP", step=0.2)
     finally:
