@@ -62,6 +62,10 @@ def cmd_down(args: argparse.Namespace) -> int:
 
     if job.stop(settings):
         console.print("The stream stopped.")
+    from lakehouse import api_service
+
+    if api_service.down(settings):
+        console.print("The API stopped.")
     if mlflow_ui.down(settings):
         console.print("The MLflow UI stopped.")
     from lakehouse.superset import service as superset
@@ -93,6 +97,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from lakehouse.superset import service as superset
 
     console.print(superset.status_line(settings))
+    console.print(api_status_line(settings))
     from lakehouse.stream import job
 
     stream = job.read_status(settings)
@@ -253,6 +258,36 @@ def cmd_mlflow(args: argparse.Namespace) -> int:
         f"MLflow UI {'started' if started else 'already running'}: {mlflow_ui.url(settings)} "
         f"(store {settings.tracking_uri}, log {mlflow_ui.service(settings).log_file})"
     )
+    return 0
+
+
+def api_status_line(settings: Settings) -> str:
+    from lakehouse import api_service
+
+    if api_service.service(settings).running_pid() is None:
+        return "API: not running (`lakehouse api up`)"
+    ready = api_service.readiness(settings) or {}
+    if not ready.get("ready"):
+        return f"API: {api_service.url(settings)} starting or not ready ({ready.get('detail', 'no answer')})"
+    return (f"API: {api_service.url(settings)} (docs {api_service.url(settings)}/docs), serving model "
+            f"{ready.get('model_name')} v{ready.get('model_version')}, data of {ready.get('updated_at')}")
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from lakehouse import api_service
+
+    settings = _settings(args)
+    if args.action == "down":
+        console.print("The API stopped." if api_service.down(settings) else "The API was not running.")
+        return 0
+    if args.action == "status":
+        line = api_status_line(settings)
+        console.print(line)
+        return 0 if "not running" not in line else 1
+    started = api_service.up(settings)
+    console.print(f"API {'started' if started else 'already running'}: {api_service.url(settings)} "
+                  f"({settings.api_workers} workers, docs {api_service.url(settings)}/docs, "
+                  f"log {api_service.service(settings).log_file})")
     return 0
 
 
@@ -430,6 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
     quarantine.add_argument("--samples", type=int, default=3, metavar="N", help="sample lines per group (default 3)")
     quarantine.add_argument("--limit", type=int, default=30, metavar="N", help="groups shown, the largest first (default 30)")
     quarantine.set_defaults(func=cmd_quarantine)
+
+    api = sub.add_parser("api", help="serve the REST API on 127.0.0.1:8000 (LAKEHOUSE_API_PORT)",
+                         description="Recommendations, movie search and new ratings over HTTP, read from the "
+                         "Delta tables (no Spark on the request path); OpenAPI docs at /docs.")
+    api.add_argument("action", choices=("up", "down", "status"))
+    api.set_defaults(func=cmd_api)
 
     mlflow = sub.add_parser("mlflow", help="serve the MLflow UI on 127.0.0.1:5000 (LAKEHOUSE_MLFLOW_PORT)")
     mlflow.add_argument("action", choices=("up", "down"))

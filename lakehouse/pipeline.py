@@ -9,7 +9,7 @@ from pathlib import Path
 import argparse
 from typing import Callable
 
-from lakehouse import mlflow_ui, server, tables
+from lakehouse import api_service, mlflow_ui, server, tables
 from lakehouse.console import Stages, console, key_values, table
 from lakehouse.dbt_runner import LIVE_NODES, ML_NODES, run_dbt, source_freshness
 from lakehouse.ingest.load import HoldoutMismatch
@@ -42,6 +42,20 @@ def _job_arguments(add_arguments: Callable[[argparse.ArgumentParser], None], arg
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     return parser.parse_args(list(argv))
+
+
+def api_examples(settings: Settings, spark) -> list[str]:
+    """Three curl commands that answer on this lakehouse: a user's recommendations (the first
+    user with a list), a search with a typo, and the title flow on the most-rated movie."""
+    from pyspark.sql import functions as F
+
+    user = spark.table(tables.RECOMMENDATIONS.name).agg(F.min("user_id")).first()[0]
+    url = api_service.url(settings)
+    return [
+        f"curl -s '{url}/v1/users/{user}/recommendations?k=3'",
+        f"curl -s '{url}/v1/movies/search?q=toy%20stroy&limit=3'",
+        f"curl -s '{url}/v1/recommendations?title=toy%20story&k=3'",
+    ]
 
 
 def run_pipeline(settings: Settings, dataset: str, source: Path | None) -> int:
@@ -110,6 +124,11 @@ def run_pipeline(settings: Settings, dataset: str, source: Path | None) -> int:
     with stages.stage("housekeeping (OPTIMIZE, VACUUM)") as notes:
         kept = housekeep(spark)
         notes.append(", ".join(f"{k.table} {k.files_before}->{k.files_after} files" for k in kept))
+    with stages.stage("REST API") as notes:
+        started = api_service.up(settings)  # a running API picks up the new table versions itself
+        examples = api_examples(settings, spark)
+        notes.append(f"{'started' if started else 'already running'} on {api_service.url(settings)}, "
+                     f"{settings.api_workers} workers")
     counts = table_overview(spark)
     console.rule("[bold]Summary")
     console.print(stages.summary())
@@ -131,10 +150,15 @@ def run_pipeline(settings: Settings, dataset: str, source: Path | None) -> int:
                 *((f"  {title}", link) for title, link in provisioned.imported.dashboards),
                 ("stream", f"drop rating files into {settings.stream_dir}, or `lakehouse land FILE` "
                            f"(`lakehouse replay` simulates); log {settings.stream_log}"),
+                ("REST API", f"{api_service.url(settings)}  —  OpenAPI docs {api_service.url(settings)}/docs, "
+                             f"log {api_service.service(settings).log_file}"),
                 ("status / stop", "`lakehouse status`, `lakehouse stream --status`, `make down`"),
             ],
         )
     )
+    console.print("Try the API:")
+    for example in examples:
+        console.print(f"  {example}", soft_wrap=True)
     if not outcome.ok:
         console.print(f"[red]dbt build failed:[/] {', '.join(outcome.failures) or 'see the dbt log'}")
         return 1

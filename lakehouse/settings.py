@@ -60,6 +60,11 @@ class Settings:
     # Superset (`lakehouse superset up`): its port, and the git-ignored file holding its secrets.
     superset_port: int = 8088
     superset_env_file: Path = Path(".env")
+    # The REST API (`lakehouse api up`): its port, uvicorn workers, and how often it polls the
+    # served tables' Delta versions.
+    api_port: int = 8000
+    api_workers: int = 2
+    api_refresh_seconds: float = 1.0
     extra_conf: dict[str, str] = field(default_factory=dict)
 
     # Layout of the data directory: one place so every module agrees.
@@ -182,6 +187,9 @@ class Settings:
             "LAKEHOUSE_STREAM_SETTLE_SECONDS": f"{self.stream_settle_seconds:g}",
             "LAKEHOUSE_SUPERSET_PORT": str(self.superset_port),
             "LAKEHOUSE_SUPERSET_ENV": str(self.superset_env_file),
+            "LAKEHOUSE_API_PORT": str(self.api_port),
+            "LAKEHOUSE_API_WORKERS": str(self.api_workers),
+            "LAKEHOUSE_API_REFRESH_SECONDS": f"{self.api_refresh_seconds:g}",
         }
         if self.mlflow_tracking_uri:
             env["LAKEHOUSE_MLFLOW_TRACKING_URI"] = self.mlflow_tracking_uri
@@ -220,4 +228,8 @@ def load_settings() -> Settings:
         stream_settle_seconds=_float_env("LAKEHOUSE_STREAM_SETTLE_SECONDS", 1.0),
         superset_port=_int_env("LAKEHOUSE_SUPERSET_PORT", 8088),
         superset_env_file=Path(os.environ.get("LAKEHOUSE_SUPERSET_ENV", ".env")).expanduser().resolve(),
+        api_port=_int_env("LAKEHOUSE_API_PORT", 8000),
+        # One worker per core (each holds its own snapshot), at most 4.
+        api_workers=_int_env("LAKEHOUSE_API_WORKERS", min(os.cpu_count() or 1, 4)),
+        api_refresh_seconds=_float_env("LAKEHOUSE_API_REFRESH_SECONDS", 1.0),
     )

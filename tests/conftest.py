@@ -30,6 +30,8 @@ def lakehouse_settings(tmp_path_factory):
         "LAKEHOUSE_STREAM_DIR": str(home / "landing"),  # never the repository's stream/ratings
         "LAKEHOUSE_SUPERSET_PORT": str(free_port()),
         "LAKEHOUSE_SUPERSET_ENV": str(home / "superset.env"),  # never the repository's .env
+        "LAKEHOUSE_API_PORT": str(free_port()),
+        "LAKEHOUSE_API_WORKERS": "1",  # one snapshot in memory while the tests run beside it
         # Delta's jars: fetched into the repository's (git-ignored) test cache on the first run of
         # a fresh clone, checked against their pinned hashes and reused by every later server.
         "LAKEHOUSE_JAR_CACHE": os.environ.get("LAKEHOUSE_JAR_CACHE") or str(REPO / ".cache" / "jars"),
@@ -56,6 +58,9 @@ def lakehouse_server(lakehouse_settings):
 
     job.stop(lakehouse_settings)  # `make run`'s pipeline leaves the stream running
     mlflow_ui.down(lakehouse_settings)  # and the UI
+    from lakehouse import api_service
+
+    api_service.down(lakehouse_settings)  # and the API
     from lakehouse.superset import service as superset
 
     superset.down(lakehouse_settings)  # a failed Superset test may leave it running

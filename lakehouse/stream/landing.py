@@ -152,6 +152,31 @@ def _move(source: Path, target: Path) -> None:
     fsync_dir(target.parent)
 
 
+def _write_whole(target: Path, fill: Callable[[Path], object]) -> None:
+    """`fill` a dot-name beside `target`, make it durable, then rename it: the file appears whole,
+    with mtime = landing time (which the rename keeps)."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        fill(tmp)
+        with open(tmp, "rb+") as out:
+            os.fsync(out.fileno())
+        os.utime(tmp, ns=(time.time_ns(),) * 2)
+        os.rename(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(target.parent)
+
+
+def deposit(settings: Settings, name: str, data: bytes) -> Path:
+    """Write `data` into the inbox as a new file named after `name` (made unique): the REST API's
+    way in. The caller has checked the lines; the stream checks them again."""
+    inbox = settings.stream_inbox_dir
+    inbox.mkdir(parents=True, exist_ok=True)
+    target = inbox / Names(settings.stream_names_record).allocate(name, inbox)
+    _write_whole(target, lambda tmp: tmp.write_bytes(data))
+    return target
+
+
 def admit(source: Path, settings: Settings, *, copy: bool = False) -> Path:
     """Put `source` into the inbox under a unique name, with mtime now; returns its new path.
     `copy` leaves `source` where it is (`lakehouse land`); otherwise it is moved."""
@@ -159,16 +184,7 @@ def admit(source: Path, settings: Settings, *, copy: bool = False) -> Path:
     inbox.mkdir(parents=True, exist_ok=True)
     target = inbox / Names(settings.stream_names_record).allocate(source.name, inbox)
     if copy:
-        tmp = inbox / f".{target.name}.{os.getpid()}.tmp"
-        try:
-            shutil.copyfile(source, tmp)
-            with open(tmp, "rb+") as out:
-                os.fsync(out.fileno())
-            os.utime(tmp, ns=(time.time_ns(),) * 2)  # mtime = landing time, which the rename keeps
-            os.rename(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        fsync_dir(inbox)
+        _write_whole(target, lambda tmp: shutil.copyfile(source, tmp))
     else:
         os.utime(source, ns=(time.time_ns(),) * 2)  # before the move: the file source may list it at once
         _move(source, target)
