@@ -138,7 +138,7 @@ def test_neighbours(lake):
 @pytest.mark.parametrize("url", [
     "/v1/movies/0", "/v1/movies/-3", "/v1/movies/abc", "/v1/movies/99999999999", "/v1/users/x/recommendations",
     "/v1/users/1/recommendations?k=0", "/v1/users/1/recommendations?k=101", "/v1/movies/1/similar?k=1000",
-    "/v1/movies/search?q=", "/v1/movies/search?q=%20%21%3F", f"/v1/movies/search?q={'a' * 201}",
+    "/v1/movies/search?q=", "/v1/movies/search?q=%20%20%09", f"/v1/movies/search?q={'a' * 201}",
     "/v1/movies/search", "/v1/movies/search?q=toy&limit=0", "/v1/recommendations?title=",
 ])
 def test_malformed_input_is_a_422_with_a_message(lake, url):
@@ -146,6 +146,12 @@ def test_malformed_input_is_a_422_with_a_message(lake, url):
     response = client.get(url)
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["msg"]
+
+
+def test_a_query_of_only_punctuation_finds_nothing(lake):
+    client, _, _ = lake
+    assert client.get("/v1/movies/search", params={"q": "?!"}).json()["results"] == []
+    assert client.get("/v1/recommendations", params={"title": "?!"}).status_code == 404
 
 
 def test_unknown_movie_is_a_404(lake):
