@@ -32,9 +32,9 @@ NOT_BLANK = r"\S"
 K = Annotated[int, Query(ge=1, le=100, description="how many (1..100)")]
 UserId = Annotated[int, Path(gt=0, le=schemas.MAX_ID, description="a MovieLens user id", examples=[196])]
 MovieId = Annotated[int, Path(gt=0, le=schemas.MAX_ID, description="a MovieLens movie id", examples=[50])]
-TITLE_SCORING = ("score(m) = sum over the users who rated the movie highly of 1/log2(rank+1) for m in their "
-                 "top-N, plus the same over their graph neighbours weighted by similarity/2; the movie itself "
-                 "excluded; ties by rating count")
+TITLE_SCORING = ("score(m) = votes(m) / sqrt(lists holding m), votes(m) = sum over the users who rated the movie "
+                 "highly of 1/log2(rank+1) for m in their top-N, plus the same over their graph neighbours "
+                 "weighted by similarity/2; the movie itself excluded; ties by rating count")
 NOT_READY = {503: {"model": schemas.Problem, "description": "no data loaded yet (see GET /ready)"}}
 
 

@@ -110,6 +110,8 @@ class Catalog:
     item_ids: np.ndarray  # champion's item space: sorted movie ids and unit-length factors
     item_vectors: np.ndarray
     cold_start: np.ndarray  # movie ids, best first (Bayesian rating, then rating count)
+    listed_ids: np.ndarray  # sorted movie ids in some user's list, and in how many lists
+    listed_counts: np.ndarray
     scale: RatingScale
     known_movies: np.ndarray  # bronze.movies' ids: what the stream accepts ratings for
     model_name: str
@@ -124,6 +126,10 @@ class Catalog:
     def nbytes(self) -> int:
         grouped = (self.ratings, self.raters, self.recommendations, self.similar, self.neighbours)
         return sum(g.nbytes for g in grouped) + self.item_vectors.nbytes + self.index.nbytes
+
+    def times_listed(self, movie_id: int) -> int:
+        i = int(np.searchsorted(self.listed_ids, movie_id))
+        return int(self.listed_counts[i]) if i < len(self.listed_ids) and self.listed_ids[i] == movie_id else 0
 
     def item_vector(self, movie_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mask of ids in the item space, their unit vectors)."""
@@ -176,6 +182,7 @@ def load(warehouse: Path, previous: Catalog | None = None) -> Catalog:
     recommendations = Grouped.build(recs.select(["user_id", "movie_id", "rank", "score", "updated_at", "model_name"]),
                                     "user_id", [("rank", "ascending")])
     model_name, model_version, run_id = _champion(recs)
+    listed = np.unique(recs.column("movie_id").to_numpy(), return_counts=True)
     newest = pc.max(recs.column("updated_at")).as_py() if recs.num_rows else None
 
     factors = read(tables.ITEM_FACTORS, ("model_name", "movie_id", "features"))
@@ -201,6 +208,7 @@ def load(warehouse: Path, previous: Catalog | None = None) -> Catalog:
         item_ids=item_ids,
         item_vectors=item_vectors,
         cold_start=movies.ids[order[:100]],
+        listed_ids=listed[0], listed_counts=listed[1],
         scale=get_dataset(names[0]).scale,
         known_movies=np.unique(known.column("movie_id").to_numpy()),
         model_name=model_name,

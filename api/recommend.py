@@ -6,11 +6,13 @@
 - "People who liked X also liked" (by title) scores each movie m over the users U who rated X
   highly (>= the scale's maximum minus one) and their graph neighbours N(u):
 
-      score(m) = sum_{u in U} w(rank_u(m)) + sum_{u in U} sum_{v in N(u)} sim(u, v) * w(rank_v(m)) / 2,
-      w(rank) = 1 / log2(rank + 1)
+      votes(m) = sum_{u in U} w(rank_u(m)) + sum_{u in U} sum_{v in N(u)} sim(u, v) * w(rank_v(m)) / 2,
+      w(rank) = 1 / log2(rank + 1),      score(m) = votes(m) / sqrt(L(m))
 
-  (the discount NDCG uses: a first place counts 1, a tenth 0.29), X itself excluded; ties broken
-  by the movie's rating count. `supporters` is how many of U and N(U) recommended m.
+  (w is the discount NDCG uses: a first place counts 1, a tenth 0.29; L(m) is the number of all
+  users' lists m is in, so a movie everyone is recommended does not win every title: "liked X
+  also liked" means more than everyone else). X itself is excluded; ties are broken by the
+  movie's rating count. `supporters` is how many of U and N(U) recommended m.
 """
 from __future__ import annotations
 
@@ -93,6 +95,7 @@ def by_title(catalog: Catalog, movie_id: int, k: int) -> tuple[list[Recommended]
         if at is not None:
             for v, sim in zip(catalog.neighbours.values["neighbour_id"][at], catalog.neighbours.values["similarity"][at]):
                 add(int(v), float(sim) / 2)
+    scores = {m: votes / np.sqrt(max(catalog.times_listed(m), 1)) for m, votes in scores.items()}
     ranked = sorted(scores, key=lambda m: (-round(scores[m], 9), -_count(catalog, m), m))[:k]
     return [Recommended(m, round(scores[m], 6), supporters=support[m]) for m in ranked], len(fans)
 
