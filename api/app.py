@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None, *, live: Live | None = None) ->
             model_version=current.model_version or None, run_id=current.run_id or None,
             updated_at=current.updated_at, loaded_at=current.loaded_at, load_seconds=round(current.load_seconds, 3),
             tables=current.versions, movies=len(current.movies.ids), users=len(current.ratings),
-            ratings=int(current.ratings.starts[-1]),
+            ratings=int(current.ratings.starts[-1]), streamed_ratings=int(current.events.starts[-1]),
         )
 
     @app.get("/v1/movies/search", response_model=schemas.SearchResults, tags=["movies"], responses=NOT_READY,
@@ -207,7 +207,7 @@ def create_app(settings: Settings | None = None, *, live: Live | None = None) ->
         current = serving()
         at = current.neighbours.span(user_id)
         if at is None:
-            if user_id not in current.ratings:
+            if not current.known_user(user_id):
                 raise Missing(f"user {user_id} has no ratings")
             return schemas.Neighbours(user_id=user_id, neighbours=[])
         values = current.neighbours.values

@@ -102,9 +102,11 @@ class Catalog:
 
     movies: Movies
     index: TitleIndex
-    ratings: Grouped  # by user: movie_id, rating (gold.ratings and the stream's newer events)
-    raters: Grouped  # by movie: user_id, rating
-    recommendations: Grouped  # by user: movie_id, score, updated_at (µs), model_name, ordered by rank
+    ratings: Grouped  # gold.ratings by user: movie_id, rating
+    raters: Grouped  # gold.ratings by movie: user_id, rating
+    events: Grouped  # the stream's bronze.rating_events (latest per pair) by user: movie_id, rating
+    event_raters: Grouped  # the same by movie: user_id, rating
+    recommendations: Grouped  # by user: movie_id, score, updated_at (µs), ordered by rank
     similar: Grouped  # by movie: similar_movie_id, similarity
     neighbours: Grouped  # by user: neighbour_id, similarity, co_rated
     item_ids: np.ndarray  # champion's item space: sorted movie ids and unit-length factors
@@ -124,8 +126,20 @@ class Catalog:
 
     @property
     def nbytes(self) -> int:
-        grouped = (self.ratings, self.raters, self.recommendations, self.similar, self.neighbours)
+        grouped = (self.ratings, self.raters, self.events, self.event_raters, self.recommendations, self.similar,
+                   self.neighbours)
         return sum(g.nbytes for g in grouped) + self.item_vectors.nbytes + self.index.nbytes
+
+    def user_ratings(self, user_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(movie ids, ratings) of the user: gold's, with the stream's events over them (newer)."""
+        return _merged(self.ratings, self.events, user_id, "movie_id")
+
+    def movie_raters(self, movie_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(user ids, ratings) of the movie, the same way."""
+        return _merged(self.raters, self.event_raters, movie_id, "user_id")
+
+    def known_user(self, user_id: int) -> bool:
+        return user_id in self.ratings or user_id in self.events or user_id in self.recommendations
 
     def times_listed(self, movie_id: int) -> int:
         i = int(np.searchsorted(self.listed_ids, movie_id))
@@ -139,6 +153,15 @@ class Catalog:
         return known, self.item_vectors[at[known]]
 
 
+def _merged(base: Grouped, newer: Grouped, key: int, other: str) -> tuple[np.ndarray, np.ndarray]:
+    ids, values = base.get(key, other), base.get(key, "rating")
+    new_ids = newer.get(key, other)
+    if not len(new_ids):
+        return ids, values
+    keep = ~np.isin(ids, new_ids)
+    return np.concatenate([ids[keep], new_ids]), np.concatenate([values[keep], newer.get(key, "rating")])
+
+
 def current_versions(warehouse: Path) -> dict[str, int]:
     """Each served table's newest Delta version, from log listings only: the refresh's poll."""
     found = {}
@@ -150,74 +173,97 @@ def current_versions(warehouse: Path) -> dict[str, int]:
 
 
 def load(warehouse: Path, previous: Catalog | None = None) -> Catalog:
-    """Read the served tables into a new Catalog. The search index is reused when the movies
-    did not change. Raises NotReady when a required table is missing."""
+    """Read the served tables into a new Catalog. A part whose tables have the version the
+    previous snapshot holds is reused, not read again: a stream batch (new rating events, a
+    fold-in's MERGE) re-reads those two tables, not the ratings or the movies. Raises NotReady
+    when a required table is missing."""
     started = time.monotonic()
-    reads: dict[str, delta_tables.TableRead] = {}
+    versions: dict[str, int] = {}
+    now = current_versions(warehouse)
 
-    def read(table: tables.Table, columns: tuple[str, ...], where: str = "") -> pa.Table | None:
-        got = delta_tables.read(warehouse, table.name, columns, where)
+    def read(table: tables.Table, columns: tuple[str, ...]) -> pa.Table | None:
+        got = delta_tables.read(warehouse, table.name, columns)
         if got is None:
             if table in REQUIRED:
                 raise NotReady(f"{table.name} does not exist yet: run `make run` (or the stage that writes it)")
             return None
-        reads[table.name] = got
+        versions[table.name] = got.version
         return got.data
 
-    movies_data = read(tables.GOLD_MOVIES, ("movie_id", "title", "release_year", "genres", "rating_count",
-                                             "rating_mean", "bayesian_rating"))
-    movies = _movies(movies_data)
-    if previous is not None and previous.versions.get(tables.GOLD_MOVIES.name) == reads[tables.GOLD_MOVIES.name].version:
-        index = previous.index
+    def unchanged(*parts: tables.Table) -> bool:
+        """The previous snapshot holds these tables at their newest version: its part is reused."""
+        if previous is None or any(now.get(t.name) != previous.versions.get(t.name) for t in parts):
+            return False
+        versions.update({t.name: previous.versions[t.name] for t in parts if t.name in previous.versions})
+        return True
+
+    fields: dict[str, object] = {}
+    if unchanged(tables.GOLD_MOVIES):
+        fields.update(movies=previous.movies, index=previous.index, cold_start=previous.cold_start)
     else:
-        index = TitleIndex.build(movies)
+        movies = _movies(read(tables.GOLD_MOVIES, ("movie_id", "title", "release_year", "genres", "rating_count",
+                                                    "rating_mean", "bayesian_rating")))
+        order = np.lexsort((-movies.rating_count, -movies.bayesian_rating))
+        fields.update(movies=movies, index=TitleIndex.build(movies), cold_start=movies.ids[order[:100]])
 
-    ratings = _latest_ratings(read(tables.GOLD_RATINGS, ("user_id", "movie_id", "rating", "rated_at")),
-                              read(tables.RATING_EVENTS, ("user_id", "movie_id", "rating", "rated_at")))
-    by_user = Grouped.build(ratings, "user_id", [("movie_id", "ascending")])
-    by_movie = Grouped.build(ratings, "movie_id", [("rating", "descending"), ("user_id", "ascending")])
+    if unchanged(tables.GOLD_RATINGS):
+        fields.update(ratings=previous.ratings, raters=previous.raters)
+    else:
+        gold = read(tables.GOLD_RATINGS, ("user_id", "movie_id", "rating"))
+        fields.update(ratings=Grouped.build(gold, "user_id", [("movie_id", "ascending")]),
+                      raters=Grouped.build(gold, "movie_id", [("user_id", "ascending")]))
 
-    recs = read(tables.RECOMMENDATIONS, ("user_id", "movie_id", "rank", "score", "model_name", "model_version",
-                                         "run_id", "updated_at"))
-    recommendations = Grouped.build(recs.select(["user_id", "movie_id", "rank", "score", "updated_at", "model_name"]),
-                                    "user_id", [("rank", "ascending")])
-    model_name, model_version, run_id = _champion(recs)
-    listed = np.unique(recs.column("movie_id").to_numpy(), return_counts=True)
-    newest = pc.max(recs.column("updated_at")).as_py() if recs.num_rows else None
+    if unchanged(tables.RATING_EVENTS):
+        fields.update(events=previous.events, event_raters=previous.event_raters)
+    else:
+        events = _latest_events(read(tables.RATING_EVENTS, ("user_id", "movie_id", "rating", "rated_at")))
+        fields.update(events=Grouped.build(events, "user_id", [("movie_id", "ascending")]),
+                      event_raters=Grouped.build(events, "movie_id", [("user_id", "ascending")]))
 
-    factors = read(tables.ITEM_FACTORS, ("model_name", "movie_id", "features"))
-    item_ids, item_vectors = _item_space(factors, model_name)
+    if unchanged(tables.RECOMMENDATIONS):
+        for name in ("recommendations", "listed_ids", "listed_counts", "model_name", "model_version", "run_id",
+                     "updated_at"):
+            fields[name] = getattr(previous, name)
+    else:
+        recs = read(tables.RECOMMENDATIONS, ("user_id", "movie_id", "rank", "score", "model_name", "model_version",
+                                             "run_id", "updated_at"))
+        listed = np.unique(recs.column("movie_id").to_numpy(), return_counts=True)
+        newest = pc.max(recs.column("updated_at")).as_py() if recs.num_rows else None
+        fields.update(
+            recommendations=Grouped.build(recs.select(["user_id", "movie_id", "rank", "score", "updated_at"]),
+                                          "user_id", [("rank", "ascending")]),
+            listed_ids=listed[0], listed_counts=listed[1],
+            updated_at=newest.replace(tzinfo=timezone.utc) if newest is not None and newest.tzinfo is None else newest,
+        )
+        fields["model_name"], fields["model_version"], fields["run_id"] = _champion(recs)
 
-    similar = read(tables.SIMILAR_MOVIES, ("movie_id", "similar_movie_id", "rank", "similarity"))
-    neighbours = read(tables.USER_SIMILARITY, ("user_id", "neighbour_id", "rank", "similarity", "co_rated"))
-    known = read(tables.MOVIES, ("movie_id",))
-    datasets = read(tables.INGEST_LOG, ("dataset",))
-    names = sorted(set(datasets.column("dataset").to_pylist()))
-    if len(names) != 1:
-        raise NotReady(f"bronze holds {len(names)} datasets ({names}); the API serves exactly one")
+    if unchanged(tables.ITEM_FACTORS) and previous.model_name == fields["model_name"]:
+        fields.update(item_ids=previous.item_ids, item_vectors=previous.item_vectors)
+    else:
+        fields["item_ids"], fields["item_vectors"] = _item_space(
+            read(tables.ITEM_FACTORS, ("model_name", "movie_id", "features")), fields["model_name"])
 
-    order = np.lexsort((-movies.rating_count, -movies.bayesian_rating))
-    return Catalog(
-        movies=movies,
-        index=index,
-        ratings=by_user,
-        raters=by_movie,
-        recommendations=recommendations,
-        similar=_grouped_or_empty(similar, "movie_id", ("similar_movie_id", "similarity"), "rank"),
-        neighbours=_grouped_or_empty(neighbours, "user_id", ("neighbour_id", "similarity", "co_rated"), "rank"),
-        item_ids=item_ids,
-        item_vectors=item_vectors,
-        cold_start=movies.ids[order[:100]],
-        listed_ids=listed[0], listed_counts=listed[1],
-        scale=get_dataset(names[0]).scale,
-        known_movies=np.unique(known.column("movie_id").to_numpy()),
-        model_name=model_name,
-        model_version=model_version,
-        run_id=run_id,
-        updated_at=newest.replace(tzinfo=timezone.utc) if newest is not None and newest.tzinfo is None else newest,
-        versions={name: got.version for name, got in reads.items()},
-        load_seconds=time.monotonic() - started,
-    )
+    if unchanged(tables.SIMILAR_MOVIES):
+        fields["similar"] = previous.similar
+    else:
+        fields["similar"] = _grouped_or_empty(read(tables.SIMILAR_MOVIES, ("movie_id", "similar_movie_id", "rank",
+                                                                          "similarity")),
+                                              "movie_id", ("similar_movie_id", "similarity"), "rank")
+    if unchanged(tables.USER_SIMILARITY):
+        fields["neighbours"] = previous.neighbours
+    else:
+        fields["neighbours"] = _grouped_or_empty(read(tables.USER_SIMILARITY, ("user_id", "neighbour_id", "rank",
+                                                                              "similarity", "co_rated")),
+                                                 "user_id", ("neighbour_id", "similarity", "co_rated"), "rank")
+    if unchanged(tables.MOVIES, tables.INGEST_LOG):
+        fields.update(known_movies=previous.known_movies, scale=previous.scale)
+    else:
+        fields["known_movies"] = np.unique(read(tables.MOVIES, ("movie_id",)).column("movie_id").to_numpy())
+        names = sorted(set(read(tables.INGEST_LOG, ("dataset",)).column("dataset").to_pylist()))
+        if len(names) != 1:
+            raise NotReady(f"bronze holds {len(names)} datasets ({names}); the API serves exactly one")
+        fields["scale"] = get_dataset(names[0]).scale
+    return Catalog(**fields, versions=versions, load_seconds=time.monotonic() - started)
 
 
 def _movies(data: pa.Table) -> Movies:
@@ -233,21 +279,18 @@ def _movies(data: pa.Table) -> Movies:
     )
 
 
-def _latest_ratings(gold: pa.Table, events: pa.Table | None) -> pa.Table:
-    """gold.ratings plus the stream's events dbt has not merged yet: the latest per (user, movie)."""
-    parts = [gold.select(["user_id", "movie_id", "rating", "rated_at"])]
-    if events is not None and events.num_rows:
-        parts.append(events.select(["user_id", "movie_id", "rating", "rated_at"]).cast(parts[0].schema))
-    both = pa.concat_tables(parts)
-    if len(parts) == 1:
-        return both.drop_columns(["rated_at"])
-    users = both.column("user_id").to_numpy().astype(np.int64)
-    movies = both.column("movie_id").to_numpy().astype(np.int64)
-    at = pc.cast(both.column("rated_at"), pa.timestamp("us")).cast(pa.int64()).fill_null(0).to_numpy()
+def _latest_events(events: pa.Table | None) -> pa.Table:
+    """The stream's events, the latest per (user, movie) (an empty table when there are none)."""
+    schema = pa.schema([("user_id", pa.int32()), ("movie_id", pa.int32()), ("rating", pa.float64())])
+    if events is None or not events.num_rows:
+        return schema.empty_table()
+    users = events.column("user_id").to_numpy().astype(np.int64)
+    movies = events.column("movie_id").to_numpy().astype(np.int64)
+    at = pc.cast(events.column("rated_at"), pa.timestamp("us")).cast(pa.int64()).fill_null(0).to_numpy()
     order = np.lexsort((at, movies, users))  # per pair, the latest last
     pair = users[order] * (1 << 32) + movies[order]
     last = np.append(pair[1:] != pair[:-1], True)
-    return both.take(pa.array(order[last])).drop_columns(["rated_at"])
+    return events.take(pa.array(order[last])).select(["user_id", "movie_id", "rating"]).cast(schema)
 
 
 def _champion(recs: pa.Table) -> tuple[str, str, str]:

@@ -38,7 +38,7 @@ def high_rating(catalog: Catalog) -> float:
 
 def for_user(catalog: Catalog, user_id: int, k: int) -> tuple[list[Recommended], bool, int | None]:
     """(top-k, cold_start, updated_at µs). A user without a list gets the cold-start list."""
-    seen = catalog.ratings.get(user_id, "movie_id")
+    seen, _ = catalog.user_ratings(user_id)
     at = catalog.recommendations.span(user_id)
     if at is None:
         seen_set = set(seen.tolist())
@@ -56,8 +56,7 @@ def for_user(catalog: Catalog, user_id: int, k: int) -> tuple[list[Recommended],
 
 def _reasons(catalog: Catalog, user_id: int, movies: np.ndarray) -> dict[int, tuple[int, float]]:
     """For each recommended movie, the user's highly rated movie closest to it."""
-    rated = catalog.ratings.get(user_id, "movie_id")
-    values = catalog.ratings.get(user_id, "rating")
+    rated, values = catalog.user_ratings(user_id)
     if not len(rated) or not len(movies):
         return {}
     liked = values >= min(high_rating(catalog), float(values.max()))  # their best if none is high
@@ -73,8 +72,7 @@ def _reasons(catalog: Catalog, user_id: int, movies: np.ndarray) -> dict[int, tu
 
 def by_title(catalog: Catalog, movie_id: int, k: int) -> tuple[list[Recommended], int]:
     """(people who liked movie_id also liked, number of users who liked it)."""
-    raters = catalog.raters.get(movie_id, "user_id")
-    ratings = catalog.raters.get(movie_id, "rating")
+    raters, ratings = catalog.movie_raters(movie_id)
     fans = raters[ratings >= high_rating(catalog)]
     scores: dict[int, float] = {}
     support: dict[int, int] = {}

@@ -35,7 +35,8 @@ class Ready(Strict):
                                    examples=[{"ml.recommendations": 4, "gold.movies": 2}])
     movies: int = 0
     users: int = 0
-    ratings: int = 0
+    ratings: int = Field(0, description="gold.ratings")
+    streamed_ratings: int = Field(0, description="bronze.rating_events (latest per user and movie)")
 
 
 class Movie(Strict):

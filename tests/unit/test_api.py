@@ -286,3 +286,19 @@ def wait_for(condition, timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def test_a_stream_batch_rereads_only_the_tables_it_changed(tmp_path):
+    from api import catalog
+
+    fx.build(tmp_path)
+    first = catalog.load(tmp_path / "warehouse")
+    fx.write("bronze.rating_events", tmp_path, fx.rating_events([(5, 1, 5.0, fx.T0 + timedelta(days=3))]), mode="append")
+    second = catalog.load(tmp_path / "warehouse", first)
+    assert second.versions["bronze.rating_events"] == first.versions["bronze.rating_events"] + 1
+    assert second.ratings is first.ratings and second.index is first.index and second.recommendations is first.recommendations
+    assert second.events is not first.events
+    movies, ratings = second.user_ratings(5)
+    assert dict(zip(movies.tolist(), ratings.tolist()))[1] == 5.0  # the streamed rating wins over gold's
+    assert {k: v for k, v in second.versions.items() if k != "bronze.rating_events"} == \
+        {k: v for k, v in first.versions.items() if k != "bronze.rating_events"}
