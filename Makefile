@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 
 export LAKEHOUSE_HOME LAKEHOUSE_MLFLOW_DIR MOVIELENS_SOURCE
 
-.PHONY: help setup check-java run up down status ingest dbt-build train similarity housekeeping mlflow test test-jars test-unit bench bench-ml bench-stream bench-readers bench-soak lock clean \
+.PHONY: help setup check-java run up down status ingest dbt-build train similarity housekeeping mlflow api test test-jars test-unit bench bench-ml bench-stream bench-readers bench-soak lock clean \
 	superset-setup superset superset-import superset-check superset-lock check-chromium
 
 help: ## list the targets
@@ -70,6 +70,9 @@ similarity: setup ## user-similarity graph, heatmap matrix and communities into 
 
 housekeeping: setup ## OPTIMIZE the tables the stream appends to, then VACUUM them (7-day retention)
 	$(BIN)/lakehouse housekeeping
+
+api: setup ## serve the REST API on 127.0.0.1:8000 (stopped by `make down`)
+	$(BIN)/lakehouse api up
 
 mlflow: setup ## serve the MLflow UI on 127.0.0.1:5000 (stopped by `make down`)
 	$(BIN)/lakehouse mlflow up
