@@ -1,7 +1,11 @@
 """The FastAPI application: routes, input limits and the mapping from a Catalog to responses.
 
-Run by uvicorn (`lakehouse api up`, api/service.py), one Catalog per worker process, refreshed in
-the background (api/refresh.py). Requests never build SQL or file paths from their strings: they
+Run by uvicorn (`lakehouse api up`, lakehouse/api_service.py), one Catalog per worker process,
+refreshed in the background (api/refresh.py). The read endpoints are `async def`: their work is a
+few hundred microseconds in memory and never waits, so they run on the event loop instead of
+being handed to a thread pool. The title flow (tens of thousands of list entries summed for a
+popular title) and POST /v1/ratings (it writes and fsyncs a file) are plain `def`s, run in the
+thread pool so they never hold up the loop. Requests never build SQL or file paths from their strings: they
 look up ids and words in the in-memory snapshot, and POST /v1/ratings writes a file whose name is
 a fresh UUID.
 """
@@ -15,7 +19,7 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import Body, FastAPI, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from api import recommend, schemas
 from api.catalog import Catalog
@@ -81,24 +85,15 @@ def create_app(settings: Settings | None = None, *, live: Live | None = None) ->
     async def missing(_: Request, error: Missing) -> JSONResponse:
         return JSONResponse({"detail": error.detail}, status_code=404)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        if request.method in ("POST", "PUT", "PATCH"):
-            length = request.headers.get("content-length")
-            if length is None:
-                return JSONResponse({"detail": "a request body needs a Content-Length header"}, status_code=411)
-            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-                return JSONResponse({"detail": f"the body is over {MAX_BODY_BYTES:,} bytes; send at most "
-                                               f"{schemas.MAX_BATCH} ratings per request"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit)
 
     @app.get("/health", response_model=schemas.Health, tags=["service"], summary="liveness")
-    def health() -> schemas.Health:
+    async def health() -> schemas.Health:
         return schemas.Health(status="ok")
 
     @app.get("/ready", response_model=schemas.Ready, tags=["service"], summary="readiness and data age",
              responses={503: {"model": schemas.Ready, "description": "no data loaded yet"}})
-    def ready():
+    async def ready():
         current = live.catalog
         if current is None:
             body = schemas.Ready(ready=False, detail=live.problem or "not loaded yet")
@@ -113,7 +108,7 @@ def create_app(settings: Settings | None = None, *, live: Live | None = None) ->
 
     @app.get("/v1/movies/search", response_model=schemas.SearchResults, tags=["movies"], responses=NOT_READY,
              summary="typo-tolerant title search, ranked by match quality, then popularity")
-    def search(
+    async def search(
         q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK, examples=["toy stroy"])],
         year: Annotated[int | None, Query(ge=1800, le=2100)] = None,
         genre: Annotated[str | None, Query(min_length=1, max_length=40, examples=["Comedy"])] = None,
@@ -123,19 +118,19 @@ def create_app(settings: Settings | None = None, *, live: Live | None = None) ->
         current = serving()
         hits = current.index.search(q, year=year, genre=genre)
         page = hits[offset:offset + limit]
-        return schemas.SearchResults(query=q, total=len(hits), offset=offset, limit=limit, results=[
-            schemas.SearchHit(**_movie(current, h.row).model_dump(), match_quality=h.quality) for h in page])
+        return _json(schemas.SearchResults(query=q, total=len(hits), offset=offset, limit=limit, results=[
+            schemas.SearchHit(**_movie(current, h.row).model_dump(), match_quality=h.quality) for h in page]))
 
     @app.get("/v1/movies/{movie_id}", response_model=schemas.Movie, tags=["movies"],
              responses={404: {"model": schemas.Problem}, **NOT_READY}, summary="a movie's details and rating stats")
-    def movie(movie_id: MovieId) -> schemas.Movie:
+    async def movie(movie_id: MovieId) -> schemas.Movie:
         current = serving()
-        return _movie(current, _movie_row(current, movie_id))
+        return _json(_movie(current, _movie_row(current, movie_id)))
 
     @app.get("/v1/movies/{movie_id}/similar", response_model=schemas.SimilarMovies, tags=["movies"],
              responses={404: {"model": schemas.Problem}, **NOT_READY},
              summary="the most similar movies in the champion's item space")
-    def similar(movie_id: MovieId, k: K = 10) -> schemas.SimilarMovies:
+    async def similar(movie_id: MovieId, k: K = 10) -> schemas.SimilarMovies:
         current = serving()
         row = _movie_row(current, movie_id)
         at = current.similar.span(movie_id)
@@ -146,11 +141,11 @@ def create_app(settings: Settings | None = None, *, live: Live | None = None) ->
                 if other_row is not None:
                     listed.append(schemas.SimilarMovie(rank=len(listed) + 1, similarity=_finite(sim),
                                                        movie=_movie(current, other_row)))
-        return schemas.SimilarMovies(movie=_movie(current, row), similar=listed[:k])
+        return _json(schemas.SimilarMovies(movie=_movie(current, row), similar=listed[:k]))
 
     @app.get("/v1/users/{user_id}/recommendations", response_model=schemas.UserRecommendations, tags=["users"],
              responses=NOT_READY, summary="a user's top-k unseen movies, each with a reason")
-    def user_recommendations(user_id: UserId, k: K = 10) -> schemas.UserRecommendations:
+    async def user_recommendations(user_id: UserId, k: K = 10) -> schemas.UserRecommendations:
         current = serving()
         picked, cold, updated = recommend.for_user(current, user_id, k)
         out = []
@@ -165,10 +160,10 @@ def create_app(settings: Settings | None = None, *, live: Live | None = None) ->
                 reason = f"because you rated {current.movies.titles[liked]} {item.because_rating:g}"
             out.append(schemas.UserRecommendation(rank=len(out) + 1, score=_finite(item.score),
                                                   movie=_movie(current, row), reason=reason, because=because))
-        return schemas.UserRecommendations(
+        return _json(schemas.UserRecommendations(
             user_id=user_id, cold_start=cold, model_name=None if cold else current.model_name or None,
             model_version=None if cold else current.model_version or None,
-            updated_at=_timestamp(updated), recommendations=out)
+            updated_at=_timestamp(updated), recommendations=out))
 
     @app.get("/v1/recommendations", response_model=schemas.TitleRecommendations, tags=["recommendations"],
              responses={300: {"model": schemas.Ambiguous, "description": "the title matches several movies"},
@@ -203,7 +198,7 @@ def create_app(settings: Settings | None = None, *, live: Live | None = None) ->
     @app.get("/v1/users/{user_id}/neighbours", response_model=schemas.Neighbours, tags=["users"],
              responses={404: {"model": schemas.Problem}, **NOT_READY},
              summary="the user's nearest neighbours in the similarity graph")
-    def neighbours(user_id: UserId, k: K = 10) -> schemas.Neighbours:
+    async def neighbours(user_id: UserId, k: K = 10) -> schemas.Neighbours:
         current = serving()
         at = current.neighbours.span(user_id)
         if at is None:
@@ -214,7 +209,7 @@ def create_app(settings: Settings | None = None, *, live: Live | None = None) ->
         listed = [schemas.Neighbour(rank=i + 1, user_id=int(v), similarity=_finite(s), co_rated=int(c))
                   for i, (v, s, c) in enumerate(zip(values["neighbour_id"][at], values["similarity"][at],
                                                     values["co_rated"][at]))]
-        return schemas.Neighbours(user_id=user_id, neighbours=listed[:k])
+        return _json(schemas.Neighbours(user_id=user_id, neighbours=listed[:k]))
 
     @app.post("/v1/ratings", status_code=202, response_model=schemas.Accepted, tags=["ratings"],
               responses={400: {"model": schemas.Problem, "description": "the body is not UTF-8 JSON"},
@@ -248,6 +243,29 @@ def create_app(settings: Settings | None = None, *, live: Live | None = None) ->
     return app
 
 
+class BodyLimit:
+    """Refuse a body without a Content-Length (411) or over MAX_BODY_BYTES (413) before it is read.
+    A plain ASGI middleware: it costs a GET nothing (Starlette's @app.middleware("http") wraps
+    every request in extra tasks and streams)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+            headers = dict(scope["headers"])
+            length = headers.get(b"content-length")
+            problem = None
+            if length is None:
+                problem = 411, "a request body needs a Content-Length header"
+            elif not length.isdigit() or int(length) > MAX_BODY_BYTES:
+                problem = 413, f"the body is over {MAX_BODY_BYTES:,} bytes; send at most {schemas.MAX_BATCH} ratings per request"
+            if problem is not None:
+                await JSONResponse({"detail": problem[1]}, status_code=problem[0])(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class _Sorted:
     """`in` over a sorted id array without a Python set of 60k ints per request."""
 
@@ -257,6 +275,13 @@ class _Sorted:
     def __contains__(self, value: int) -> bool:
         i = int(np.searchsorted(self.ids, value))
         return i < len(self.ids) and int(self.ids[i]) == value
+
+
+def _json(model) -> Response:
+    """The model as JSON by pydantic's own serializer. Returned as a Response, FastAPI does not
+    dump and validate it a second time against `response_model` (which still documents it; the
+    schemathesis test checks every answer against the schema)."""
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 def _finite(value) -> float:
