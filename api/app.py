@@ -147,9 +147,9 @@ def create_app(settings: Settings | None = None, *, live: Live | None = None) ->
              responses=NOT_READY, summary="a user's top-k unseen movies, each with a reason")
     async def user_recommendations(user_id: UserId, k: K = 10) -> schemas.UserRecommendations:
         current = serving()
-        picked, cold, updated = recommend.for_user(current, user_id, k)
+        listed = recommend.for_user(current, user_id, k)
         out = []
-        for item in picked:
+        for item in listed.items:
             row = current.movies.row(item.movie_id)
             if row is None:
                 continue
@@ -161,9 +161,9 @@ def create_app(settings: Settings | None = None, *, live: Live | None = None) ->
             out.append(schemas.UserRecommendation(rank=len(out) + 1, score=_finite(item.score),
                                                   movie=_movie(current, row), reason=reason, because=because))
         return _json(schemas.UserRecommendations(
-            user_id=user_id, cold_start=cold, model_name=None if cold else current.model_name or None,
-            model_version=None if cold else current.model_version or None,
-            updated_at=_timestamp(updated), recommendations=out))
+            user_id=user_id, cold_start=listed.cold_start, model_name=listed.model_name,
+            model_version=None if listed.cold_start else current.model_version or None,
+            updated_at=_timestamp(listed.updated_at), recommendations=out))
 
     @app.get("/v1/recommendations", response_model=schemas.TitleRecommendations, tags=["recommendations"],
              responses={300: {"model": schemas.Ambiguous, "description": "the title matches several movies"},

@@ -106,7 +106,8 @@ class Catalog:
     raters: Grouped  # gold.ratings by movie: user_id, rating
     events: Grouped  # the stream's bronze.rating_events (latest per pair) by user: movie_id, rating
     event_raters: Grouped  # the same by movie: user_id, rating
-    recommendations: Grouped  # by user: movie_id, score, updated_at (µs), ordered by rank
+    recommendations: Grouped  # by user: movie_id, score, updated_at (µs), model (into list_models), by rank
+    list_models: list[str]
     similar: Grouped  # by movie: similar_movie_id, similarity
     neighbours: Grouped  # by user: neighbour_id, similarity, co_rated
     item_ids: np.ndarray  # champion's item space: sorted movie ids and unit-length factors
@@ -221,17 +222,21 @@ def load(warehouse: Path, previous: Catalog | None = None) -> Catalog:
                       event_raters=Grouped.build(events, "movie_id", [("user_id", "ascending")]))
 
     if unchanged(tables.RECOMMENDATIONS):
-        for name in ("recommendations", "listed_ids", "listed_counts", "model_name", "model_version", "run_id",
+        for name in ("recommendations", "list_models", "listed_ids", "listed_counts", "model_name", "model_version", "run_id",
                      "updated_at"):
             fields[name] = getattr(previous, name)
     else:
         recs = read(tables.RECOMMENDATIONS, ("user_id", "movie_id", "rank", "score", "model_name", "model_version",
                                              "run_id", "updated_at"))
         listed = np.unique(recs.column("movie_id").to_numpy(), return_counts=True)
+        # Each list's model (the champion's, or the fold-in's cold-start list), as a small code.
+        models = pc.dictionary_encode(recs.column("model_name").fill_null("")).combine_chunks()
         newest = pc.max(recs.column("updated_at")).as_py() if recs.num_rows else None
         fields.update(
-            recommendations=Grouped.build(recs.select(["user_id", "movie_id", "rank", "score", "updated_at"]),
+            recommendations=Grouped.build(recs.select(["user_id", "movie_id", "rank", "score", "updated_at"])
+                                          .append_column("model", models.indices.cast(pa.int32())),
                                           "user_id", [("rank", "ascending")]),
+            list_models=[str(x) for x in models.dictionary.to_pylist()],
             listed_ids=listed[0], listed_counts=listed[1],
             updated_at=newest.replace(tzinfo=timezone.utc) if newest is not None and newest.tzinfo is None else newest,
         )

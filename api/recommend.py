@@ -36,22 +36,33 @@ def high_rating(catalog: Catalog) -> float:
     return catalog.scale.maximum - 1.0
 
 
-def for_user(catalog: Catalog, user_id: int, k: int) -> tuple[list[Recommended], bool, int | None]:
-    """(top-k, cold_start, updated_at µs). A user without a list gets the cold-start list."""
+@dataclass(frozen=True)
+class UserList:
+    items: list[Recommended]
+    cold_start: bool  # not the champion's list: the API's popular list, or the fold-in's cold-start one
+    model_name: str | None  # whose list it is (None: the API's popular list)
+    updated_at: int | None  # µs
+
+
+def for_user(catalog: Catalog, user_id: int, k: int) -> UserList:
+    """The user's top-k. A user without a list gets the most popular unseen movies."""
     seen, _ = catalog.user_ratings(user_id)
     at = catalog.recommendations.span(user_id)
     if at is None:
         seen_set = set(seen.tolist())
         picked = [m for m in catalog.cold_start if int(m) not in seen_set][:k]
         rows = [catalog.movies.row(int(m)) for m in picked]
-        return [Recommended(int(m), float(catalog.movies.bayesian_rating[r])) for m, r in zip(picked, rows)], True, None
-    movies = catalog.recommendations.values["movie_id"][at]
-    scores = catalog.recommendations.values["score"][at]
-    updated = int(catalog.recommendations.values["updated_at"][at].max(initial=0)) or None
+        return UserList([Recommended(int(m), float(catalog.movies.bayesian_rating[r])) for m, r in zip(picked, rows)],
+                        True, None, None)
+    values = catalog.recommendations.values
+    movies, scores = values["movie_id"][at], values["score"][at]
+    updated = int(values["updated_at"][at].max(initial=0)) or None
+    model = catalog.list_models[int(values["model"][at][0])] if len(values["model"][at]) else ""
     fresh = ~np.isin(movies, seen)
     movies, scores = movies[fresh][:k], scores[fresh][:k]
     because = _reasons(catalog, user_id, movies)
-    return [Recommended(int(m), float(s), *because.get(int(m), (None, None))) for m, s in zip(movies, scores)], False, updated
+    items = [Recommended(int(m), float(s), *because.get(int(m), (None, None))) for m, s in zip(movies, scores)]
+    return UserList(items, model != catalog.model_name, model or None, updated)
 
 
 def _reasons(catalog: Catalog, user_id: int, movies: np.ndarray) -> dict[int, tuple[int, float]]:

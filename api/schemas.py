@@ -89,7 +89,9 @@ class UserRecommendation(Strict):
 
 class UserRecommendations(Strict):
     user_id: int
-    cold_start: bool = Field(description="the model has never seen this user: the most popular movies instead")
+    cold_start: bool = Field(description="not the champion's list: for a user the model has never seen, the most "
+                                         "popular movies (model_name null), or the fold-in's cold-start list for a "
+                                         "user with too few ratings (model_name says so)")
     model_name: str | None
     model_version: str | None
     updated_at: datetime | None = Field(None, description="when this user's list was computed (stream fold-in or training)")
@@ -131,7 +133,8 @@ class RatingIn(Strict):
     user_id: Id = Field(examples=[196])
     movie_id: Id = Field(examples=[242])
     rating: float = Field(examples=[4.0], allow_inf_nan=False)
-    timestamp: int | None = Field(None, ge=0, le=2**62, examples=[1764633600],
+    # At most 18 digits: the stream reads no longer number as a timestamp.
+    timestamp: int | None = Field(None, ge=0, le=10**18 - 1, examples=[1764633600],
                                   description="epoch seconds; default: now")
 
 

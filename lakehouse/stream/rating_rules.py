@@ -37,6 +37,8 @@ def reason(user_id: int, movie_id: int, rating: float, rating_text: str, epoch: 
         return f"rating {shown(rating_text)} is not a finite number"
     if not scale.contains(rating):
         return f"rating {shown(rating_text)} is off the {scale.describe()}"
+    if not -10**18 < epoch < 10**18:  # the stream reads at most 18 digits as a number
+        return f"timestamp {shown(str(epoch))} is not an integer (epoch seconds)"
     if epoch < int(EARLIEST_TIMESTAMP.timestamp()):
         return f"timestamp {epoch} is before {EARLIEST_TIMESTAMP.date().isoformat()}"
     landed = int(landed_at.timestamp())

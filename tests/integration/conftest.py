@@ -81,6 +81,7 @@ def served_lakehouse(spark, lakehouse_server, synthetic_100k_layout):
         outcome = run_dbt(lakehouse_server, "build", "--exclude", ML_NODES, "--exclude-resource-type", "test",
                           "--exclude-resource-type", "unit_test", "--full-refresh")
         assert outcome.ok, outcome.failures
-        run_training(spark, lakehouse_server, build_parser().parse_args(["train", "--task", "ranking", "--grid", "quick"]))
+        args = build_parser().parse_args(["train", "--task", "ranking", "--grid", "quick"])
+        run_training(spark, lakehouse_server, args)
         _SERVED_BUILT[lakehouse_server.home] = _served_inputs(lakehouse_server)
     return lakehouse_server

@@ -30,8 +30,8 @@ VALID_TS = 1_600_000_000  # 2020-09-13
 
 @pytest.fixture(scope="module")
 def api(spark, served_lakehouse, tmp_path_factory):
-    """(client, settings): the stream detached with the fold-in, on a landing folder of its own,
-    and the API in process on the same settings (the same inbox)."""
+    """(client, settings, stream log offset): the stream detached with the fold-in, on a landing
+    folder of its own, and the API in process on the same settings (the same inbox)."""
     settings = fresh_stream(served_lakehouse, tmp_path_factory.mktemp("api-stream-landing"))
     log_offset = log_size(settings.stream_log)
     job.detach(settings, fold_in=True, timeout=300)
@@ -50,28 +50,31 @@ def inbox_files(settings) -> set[str]:
             for p in folder.rglob("api-*")}
 
 
-def known_user_and_unrated_movies(client, catalog, n: int) -> tuple[int, list[int], str]:
-    """A user with a list from the champion, the top of that list (movies they have not rated)
-    and more unrated movies: n in all; and the list's updated_at."""
-    for user in catalog.recommendations.keys.tolist():
-        body = client.get(f"/v1/users/{user}/recommendations", params={"k": 100}).json()
-        if body["cold_start"] or body["model_name"] != "als-ranking" or len(body["recommendations"]) < 3:
-            continue
-        top = [r["movie"]["movie_id"] for r in body["recommendations"][:3]]
-        rated = set(catalog.ratings.get(user, "movie_id").tolist())
-        others = [int(m) for m in catalog.known_movies if int(m) not in rated and int(m) not in top][-(n - 3):]
-        return user, top + others, body["updated_at"]
-    raise AssertionError("no user with a champion's list")
+def a_listed_user(spark) -> int:
+    """A user with a list from the champion (not a cold-start one)."""
+    recommendations = fresh(spark, tables.RECOMMENDATIONS.name).where(F.col("model_name") == "als-ranking")
+    return recommendations.agg(F.min("user_id")).first()[0]
+
+
+def unrated_movies(spark, client, user: int, n: int) -> tuple[list[int], str]:
+    """The top 3 of the user's served list and more movies of the catalogue they have not
+    rated: n in all; and the list's updated_at."""
+    body = client.get(f"/v1/users/{user}/recommendations", params={"k": 100}).json()
+    assert body["cold_start"] is False and body["model_name"] == "als-ranking" and body["updated_at"], body
+    top = [r["movie"]["movie_id"] for r in body["recommendations"][:3]]
+    rated = {r.movie_id for table in (tables.GOLD_RATINGS, tables.RATING_EVENTS)
+             for r in fresh(spark, table.name).where(F.col("user_id") == user).select("movie_id").collect()}
+    catalogue = sorted(r.movie_id for r in fresh(spark, tables.MOVIES.name).select("movie_id").collect())
+    others = [m for m in catalogue if m not in rated and m not in top][-(n - len(top)):]
+    return top + others, body["updated_at"]
 
 
 def test_a_posted_rating_reaches_bronze_and_the_user_s_recommendations(spark, api):
     client, settings, log_offset = api
-    live = client.app.state.live
-    catalog = live.catalog
-    assert catalog.scale.maximum == 5.0 and catalog.scale.step == 1.0
-    user, movies, updated_before = known_user_and_unrated_movies(client, catalog, 6)
-    assert updated_before is not None
-    values = [5.0, 5.0, 4.0, 1.0, 3.0, 2.0]
+    user = a_listed_user(spark)
+    movies, updated_before = unrated_movies(spark, client, user, 6)
+    ready_before = client.get("/ready").json()
+    values = [5.0, 5.0, 4.0, 1.0, 3.0, 2.0]  # the synthetic set is ml-100k shaped: whole stars, 1-5
     ratings = [{"user_id": user, "movie_id": m, "rating": v, **({"timestamp": VALID_TS + i} if i % 2 else {})}
                for i, (m, v) in enumerate(zip(movies, values))]
     posted_at = datetime.now().timestamp()
@@ -122,8 +125,39 @@ def test_a_posted_rating_reaches_bronze_and_the_user_s_recommendations(spark, ap
     listed = [r["movie"]["movie_id"] for r in body["recommendations"]]
     assert not set(listed) & set(movies)
     assert listed == [r.movie_id for r in sorted(rows, key=lambda r: r.rank)][:len(listed)]
-    assert live.catalog.versions[tables.RATING_EVENTS.name] > catalog.versions.get(tables.RATING_EVENTS.name, -1)
-    assert set(live.catalog.ratings.get(user, "movie_id").tolist()) >= set(movies)
+    ready = client.get("/ready").json()
+    for table in (tables.RATING_EVENTS, tables.RECOMMENDATIONS):
+        assert ready["tables"][table.name] > ready_before["tables"][table.name], (ready_before, ready)
+
+
+def test_a_new_user_s_first_ratings_get_a_cold_start_list_said_to_be_one(spark, api):
+    """Fewer ratings than the fold-in needs (ml/refresh.py: MIN_RATINGS): the fold-in writes the
+    newcomer a cold-start list (popular in their genres), which the API then serves."""
+    from ml.refresh import COLD_START_MODEL, MIN_RATINGS
+
+    client, settings, _ = api
+    newcomer = max(fresh(spark, t.name).agg(F.max("user_id")).first()[0] or 0
+                   for t in (tables.GOLD_RATINGS, tables.RATING_EVENTS)) + 1000
+    before = client.get(f"/v1/users/{newcomer}/recommendations").json()
+    assert before["cold_start"] is True and before["updated_at"] is None, before
+    ratings = [{"user_id": newcomer, "movie_id": m, "rating": 5.0} for m in (1, 2)][:MIN_RATINGS - 1]
+    response = client.post("/v1/ratings", json={"ratings": ratings})
+    assert response.status_code == 202, response.text
+    name = response.json()["file"]
+
+    def committed() -> bool:
+        for table in (tables.STREAM_FILES, tables.STREAM_BATCHES):
+            spark.catalog.refreshTable(table.name)
+        return committed_rows(spark, {name}) == len(ratings)
+
+    wait_for(committed, 300, f"the stream to commit {name}")
+    rows = fresh(spark, tables.RECOMMENDATIONS.name).where(F.col("user_id") == newcomer).collect()
+    assert rows and {r.model_name for r in rows} == {COLD_START_MODEL}
+    body = wait_for(lambda: (b := client.get(f"/v1/users/{newcomer}/recommendations").json())["updated_at"] and b,
+                    60, "the API to serve the newcomer's list", step=0.5)
+    listed = [r["movie"]["movie_id"] for r in body["recommendations"]]
+    assert listed == [r.movie_id for r in sorted(rows, key=lambda r: r.rank)] and not {1, 2} & set(listed)
+    assert body["cold_start"] is True and body["model_name"] == COLD_START_MODEL
 
 
 @pytest.mark.parametrize("rating, says", [
@@ -133,11 +167,9 @@ def test_a_posted_rating_reaches_bronze_and_the_user_s_recommendations(spark, ap
     ({"timestamp": 700_000_000}, "timestamp 700000000 is before 1995-01-01"),
     ({"timestamp": 4_000_000_000}, "timestamp 4000000000 is in the future"),
 ])
-def test_a_rating_the_stream_would_reject_is_a_422_and_writes_nothing(api, rating, says):
+def test_a_rating_the_stream_would_reject_is_a_422_and_writes_nothing(spark, api, rating, says):
     client, settings, _ = api
-    catalog = client.app.state.live.catalog
-    user = int(catalog.recommendations.keys[0])
-    good = {"user_id": user, "movie_id": int(catalog.known_movies[0]), "rating": 4.0}
+    good = {"user_id": a_listed_user(spark), "movie_id": 1, "rating": 4.0}  # the synthetic movies are 1..400
     before = inbox_files(settings)
     for body, where in (({**good, **rating}, ["body"]),
                         ({"ratings": [good, {**good, **rating}]}, ["body", "ratings", 1])):  # one bad in a batch

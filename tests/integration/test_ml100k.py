@@ -59,6 +59,50 @@ def test_make_run_pipeline_on_ml_100k(spark, lakehouse_server, shared_ml_100k, c
         assert response.status == 200
 
 
+def test_the_api_serves_ml_100k(spark, lakehouse_server, shared_ml_100k):
+    """The REST API the pipeline left running (`lakehouse api up`, on LAKEHOUSE_API_PORT), over
+    HTTP: typo-tolerant search, "people who liked this title", an ambiguous title, a stranger."""
+    import httpx
+    from pyspark.sql import functions as F
+
+    from lakehouse import api_service, tables
+
+    assert (api_service.readiness(lakehouse_server) or {}).get("ready") is True, "the pipeline left no API up"
+    with httpx.Client(base_url=api_service.url(lakehouse_server), timeout=30) as client:
+        ready = client.get("/ready").json()
+        assert ready["ready"] is True and ready["movies"] == 1682, ready
+
+        def top3(query: str) -> list[tuple[str, int]]:
+            response = client.get("/v1/movies/search", params={"q": query, "limit": 3})
+            assert response.status_code == 200, response.text
+            return [(hit["title"], hit["year"]) for hit in response.json()["results"]]
+
+        assert ("Toy Story", 1995) in top3("toy stroy")
+        assert ("Godfather, The", 1972) in top3("godfater")
+        assert top3("star wars 1977")[0] == ("Star Wars", 1977)
+
+        response = client.get("/v1/recommendations", params={"title": "star wars"})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["movie"]["movie_id"] == 50 and body["liked_by"] > 100
+        recommended = [r["movie"]["movie_id"] for r in body["recommendations"]]
+        assert len(recommended) == 10 and 50 not in recommended
+
+        # ml-100k has two Cape Fears (1962, 1991): the bare title asks which.
+        response = client.get("/v1/recommendations", params={"title": "cape fear"})
+        assert response.status_code == 300, response.text
+        candidates = {(c["movie_id"], c["year"]) for c in response.json()["candidates"]}
+        assert {(673, 1962), (218, 1991)} <= candidates
+        response = client.get("/v1/recommendations", params={"title": "cape fear", "year": 1962})
+        assert response.status_code == 200 and response.json()["movie"]["movie_id"] == 673
+
+        stranger = 6000  # ml-100k's users are 1..943; the stream tests here use 5000
+        for table in (tables.GOLD_RATINGS, tables.RATING_EVENTS, tables.RECOMMENDATIONS):
+            assert fresh(spark, table.name).where(F.col("user_id") == stranger).count() == 0, table.name
+        body = client.get(f"/v1/users/{stranger}/recommendations").json()
+        assert body["cold_start"] is True and body["model_name"] is None and len(body["recommendations"]) == 10
+
+
 def genre_share(spark, user_id: int, genre: str) -> float:
     """The share of `genre` in the user's served top 10."""
     from pyspark.sql import functions as F

@@ -7,6 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 import pytest
 from fastapi.testclient import TestClient
 
@@ -262,11 +264,11 @@ def test_a_new_champion_and_a_fold_in_are_served_without_restart_and_no_request_
             fx.write("bronze.rating_events", tmp_path, fx.rating_events([(5, top, 5.0, folded_at)]), mode="append")
             wait_for(lambda: top not in {r["movie"]["movie_id"] for r in
                                          client.get("/v1/users/5/recommendations").json()["recommendations"]})
-            recs = fx.recommendations(truth["ratings"], truth["ids"], factors, "2", folded_at, users=[5])
-            import deltalake
-            table = deltalake.DeltaTable(str(tmp_path / "warehouse" / "ml.db" / "recommendations"))
-            table.delete("user_id = 5")
-            fx.write("ml.recommendations", tmp_path, recs, mode="append")
+            # One commit, as the fold-in's MERGE is: user 5's list replaced, everyone else's kept.
+            before = fx.recommendations(truth["ratings"], truth["ids"], factors, "2", fx.T0 + timedelta(days=1))
+            others = before.filter(pa.compute.not_equal(before.column("user_id"), 5))
+            mine = fx.recommendations(truth["ratings"], truth["ids"], factors, "2", folded_at, users=[5])
+            fx.write("ml.recommendations", tmp_path, pa.concat_tables([others, mine]))
             wait_for(lambda: client.get("/v1/users/5/recommendations").json()["updated_at"].startswith("2020-01-03"))
         finally:
             stop.set()
@@ -302,3 +304,18 @@ def test_a_stream_batch_rereads_only_the_tables_it_changed(tmp_path):
     assert dict(zip(movies.tolist(), ratings.tolist()))[1] == 5.0  # the streamed rating wins over gold's
     assert {k: v for k, v in second.versions.items() if k != "bronze.rating_events"} == \
         {k: v for k, v in first.versions.items() if k != "bronze.rating_events"}
+
+
+def test_a_fold_in_cold_start_list_is_served_as_one(tmp_path):
+    """A new user with too few ratings gets the fold-in's cold-start list: not the champion's."""
+    truth = fx.build(tmp_path)
+    cold = fx.recommendations(truth["ratings"], truth["ids"], truth["factors"], "1", fx.T0, users=[777])
+    cold = cold.set_column(cold.schema.get_field_index("model_name"), "model_name",
+                           pa.array(["cold-start: popular in the user's first genres"] * cold.num_rows))
+    fx.write("ml.recommendations", tmp_path, cold, mode="append")
+    with TestClient(create_app(settings_for(tmp_path))) as client:
+        body = client.get("/v1/users/777/recommendations").json()
+        assert body["cold_start"] is True and body["model_name"].startswith("cold-start")
+        assert body["model_version"] is None and body["recommendations"]
+        champion = client.get("/v1/users/5/recommendations").json()
+        assert champion["cold_start"] is False and champion["model_name"] == "als-ranking"
