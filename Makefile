@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 
 export LAKEHOUSE_HOME LAKEHOUSE_MLFLOW_DIR MOVIELENS_SOURCE
 
-.PHONY: help setup check-java run up down status ingest dbt-build train similarity housekeeping mlflow api test test-jars test-unit bench bench-ml bench-stream bench-readers bench-soak lock clean \
+.PHONY: help setup check-java run up down status ingest dbt-build train similarity housekeeping mlflow api test test-jars test-unit bench bench-ml bench-stream bench-readers bench-soak bench-api lock clean \
 	superset-setup superset superset-import superset-check superset-lock check-chromium
 
 help: ## list the targets
@@ -134,6 +134,9 @@ bench-readers: setup ## Thrift readers' failed and empty reads while the stream,
 
 bench-soak: setup ## 30 min of replay at 500 ratings/s, the stream killed every 5 min and the server once: nothing lost, nothing twice
 	$(BIN)/python bench/soak.py
+
+bench-api: setup ## the REST API under open-loop load (latency at 500/s, max rate at p99 <= 50 ms, search, POST -> new list, memory); BENCH_API_ARGS=--scale-25m adds 25M ratings
+	$(BIN)/python -m bench.api $(BENCH_API_ARGS)
 
 lock: ## re-resolve requirements.lock from pyproject.toml's pins
 	rm -rf /tmp/lakehouse-lock && $(PYTHON) -m venv /tmp/lakehouse-lock
