@@ -815,6 +815,8 @@ def write_synthetic_25m(home: Path, users: int = 162_541, movies: int = 62_423, 
 def scale_25m(args, port: int, workers: int | None, load: LoadProcess) -> dict:
     from lakehouse.console import console
 
+    if args.scratch_dir is not None:
+        args.scratch_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="lakehouse-bench-api-25m-", dir=args.scratch_dir))
     api = None
     try:
@@ -1106,7 +1108,7 @@ def main() -> int:
     console.print(f"load average (1 min) during the bench: mean {machine['load']['load1_mean']}, max "
                   f"{machine['load']['load1_max']}; {machine['other_spark_jvms_at_start']} other Spark drivers at the start")
     console.print(f"wrote {args.out}")
-    return 0
+    return 1 if "scale_25m_error" in result else 0  # a failed stage fails the run
 
 
 def catalog_dataset(settings) -> str:
