@@ -56,8 +56,14 @@ def up(settings: Settings, timeout: float = 600.0) -> bool:
         "--no-access-log", "--timeout-graceful-shutdown", "5",
     ]
     env = {**os.environ, **settings.as_env()}
-    api.start(command, lambda: (readiness(settings) or {}).get("ready") is True, timeout, env=env)
+    api.start(command, lambda: _settled(readiness(settings)), timeout, env=env)
     return True
+
+
+def _settled(answer: dict | None) -> bool:
+    """Ready, or up and waiting for tables that do not exist yet (it serves them once they do):
+    either way there is no point in waiting longer."""
+    return answer is not None and (answer.get("ready") is True or "does not exist yet" in answer.get("detail", ""))
 
 
 def down(settings: Settings) -> bool:

@@ -288,6 +288,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     console.print(f"API {'started' if started else 'already running'}: {api_service.url(settings)} "
                   f"({settings.api_workers} workers, docs {api_service.url(settings)}/docs, "
                   f"log {api_service.service(settings).log_file})")
+    console.print(api_status_line(settings))  # ready, or what it waits for
     return 0
 
 
