@@ -48,6 +48,9 @@ def dv_table(spark, lakehouse_server):
                   tblproperties ('delta.enableDeletionVectors' = 'true', 'delta.checkpointInterval' = '3')""")
     yield TABLE
     spark.sql(f"drop table if exists {TABLE}")
+    # The MERGE's source is a temporary view of the shared session, which every later
+    # listTables() would list in every schema (test_dbt describes each table it lists).
+    spark.catalog.dropTempView("apidelta_updates")
 
 
 def test_deletion_vectors_after_delete_and_merge_are_applied(spark, lakehouse_server, dv_table):
