@@ -1025,18 +1025,15 @@ def main() -> int:
                     peak[k] = max(peak[k], r["server_memory_peak"][k])
                 return r
 
-            with stages.stage(f"recommendations {args.rate:g}/s x {args.seconds:g}s x {args.runs}") as notes:
-                result["recommendations"] = keep_peak(open_loop(load, api, recs_p, args.rate, args.seconds, args.runs, "recs"))
-                notes.append(f"p99 {fmt(result['recommendations']['latency_ms']['p99'], 2)} ms")
-            with stages.stage(f"floor: /health {args.rate:g}/s x {args.seconds:g}s x {args.runs}") as notes:
-                result["recommendations_floor"] = keep_peak(open_loop(load, api, health_p, args.rate, args.seconds, args.runs, "health"))
-                notes.append(f"p99 {fmt(result['recommendations_floor']['latency_ms']['p99'], 2)} ms")
-            with stages.stage(f"search {args.search_rate:g}/s x {args.seconds:g}s x {args.runs}") as notes:
-                result["search"] = keep_peak(open_loop(load, api, search_p, args.search_rate, args.seconds, args.runs, "search"))
-                notes.append(f"p99 {fmt(result['search']['latency_ms']['p99'], 2)} ms")
-            with stages.stage(f"floor: /health {args.search_rate:g}/s x {args.seconds:g}s x {args.runs}") as notes:
-                result["search_floor"] = keep_peak(open_loop(load, api, health_p, args.search_rate, args.seconds, args.runs, "health"))
-                notes.append(f"p99 {fmt(result['search_floor']['latency_ms']['p99'], 2)} ms")
+            # Each request beside its floor (/health) at the same rate, in the same run.
+            scenarios = (("recommendations", "recommendations", recs_p, args.rate, "recs"),
+                         ("recommendations_floor", "floor: /health", health_p, args.rate, "health"),
+                         ("search", "search", search_p, args.search_rate, "search"),
+                         ("search_floor", "floor: /health", health_p, args.search_rate, "health"))
+            for key, title, paths, rate, label in scenarios:
+                with stages.stage(f"{title} {rate:g}/s x {args.seconds:g}s x {args.runs}") as notes:
+                    result[key] = keep_peak(open_loop(load, api, paths, rate, args.seconds, args.runs, label))
+                    notes.append(f"p99 {fmt(result[key]['latency_ms']['p99'], 2)} ms")
             with stages.stage(f"throughput steps ({args.repeats} passes of {args.step_seconds:g}s steps)") as notes:
                 steps = [float(s) for s in args.steps.split(",")]
                 api.reset_peak()
