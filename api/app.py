@@ -12,6 +12,7 @@ a fresh UUID.
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
@@ -20,6 +21,7 @@ from typing import Annotated
 import numpy as np
 from fastapi import Body, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BeforeValidator
 
 from api import recommend, schemas
 from api.catalog import Catalog
@@ -30,12 +32,25 @@ from lakehouse.stream import landing, rating_rules
 
 MAX_BODY_BYTES = 256 * 1024  # a batch of 1,000 ratings is about 80 KB
 MAX_QUERY_CHARS = 200
-# Not blank. (A pattern for "has a letter" would mean one thing in the OpenAPI schema's ECMA
-# regex and another in pydantic's Unicode one; a query of only punctuation just finds nothing.)
-NOT_BLANK = r"\S"
-K = Annotated[int, Query(ge=1, le=100, description="how many (1..100)")]
-UserId = Annotated[int, Path(gt=0, le=schemas.MAX_ID, description="a MovieLens user id", examples=[196])]
-MovieId = Annotated[int, Path(gt=0, le=schemas.MAX_ID, description="a MovieLens movie id", examples=[50])]
+# Not blank: one character outside the union of Python's and ECMAScript's whitespace, spelled
+# out, since `\S` means one thing in the OpenAPI schema's ECMA regex and another in pydantic's
+# (Python counts U+001C..U+001F and U+0085). A query of only punctuation just finds nothing.
+NOT_BLANK = r"[^\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+
+
+def _digits(value):
+    """A path or query integer as JSON Schema's `integer` reads it (digits, or a zero fraction as
+    in "7.0"): pydantic's lax int also takes "1_0" and " 7\f", which the schema does not."""
+    if isinstance(value, str) and not re.fullmatch(r"-?[0-9]+(\.0*)?", value):
+        raise ValueError("must be an integer written in digits")
+    return value
+
+
+# After Query/Path in Annotated, or FastAPI writes their bounds into the schema as "ge"/"le".
+DIGITS = BeforeValidator(_digits)
+K = Annotated[int, Query(ge=1, le=100, description="how many (1..100)"), DIGITS]
+UserId = Annotated[int, Path(gt=0, le=schemas.MAX_ID, description="a MovieLens user id", examples=[196]), DIGITS]
+MovieId = Annotated[int, Path(gt=0, le=schemas.MAX_ID, description="a MovieLens movie id", examples=[50]), DIGITS]
 TITLE_SCORING = ("score(m) = votes(m) / sqrt(lists holding m), votes(m) = sum over the users who rated the movie "
                  "highly of 1/log2(rank+1) for m in their top-N, plus the same over their graph neighbours "
                  "weighted by similarity/2; the movie itself excluded; ties by rating count")
@@ -110,10 +125,10 @@ def create_app(settings: Settings | None = None, *, live: Live | None = None) ->
              summary="typo-tolerant title search, ranked by match quality, then popularity")
     async def search(
         q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK, examples=["toy stroy"])],
-        year: Annotated[int | None, Query(ge=1800, le=2100)] = None,
+        year: Annotated[int | None, Query(ge=1800, le=2100), DIGITS] = None,
         genre: Annotated[str | None, Query(min_length=1, max_length=40, examples=["Comedy"])] = None,
-        limit: Annotated[int, Query(ge=1, le=100)] = 10,
-        offset: Annotated[int, Query(ge=0, le=1000)] = 0,
+        limit: Annotated[int, Query(ge=1, le=100), DIGITS] = 10,
+        offset: Annotated[int, Query(ge=0, le=1000), DIGITS] = 0,
     ) -> schemas.SearchResults:
         current = serving()
         hits = current.index.search(q, year=year, genre=genre)
@@ -171,7 +186,7 @@ def create_app(settings: Settings | None = None, *, live: Live | None = None) ->
              summary="people who liked this title also liked")
     def title_recommendations(
         title: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK, examples=["Star Wars"])],
-        year: Annotated[int | None, Query(ge=1800, le=2100)] = None,
+        year: Annotated[int | None, Query(ge=1800, le=2100), DIGITS] = None,
         k: K = 10,
     ):
         current = serving()

@@ -5,13 +5,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
 
 from lakehouse.datasets import MAX_ID
 
 MAX_BATCH = 1000
 
-Id = Annotated[int, Field(gt=0, le=MAX_ID)]
+
+
+def _json_number(value):
+    """A number as JSON writes one: pydantic's lax mode also reads true as 1 and "4" as 4."""
+    if isinstance(value, (bool, str)):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+Number = BeforeValidator(_json_number)
+Id = Annotated[int, Field(gt=0, le=MAX_ID), Number]
 
 
 class Strict(BaseModel):
@@ -132,9 +142,9 @@ class Neighbours(Strict):
 class RatingIn(Strict):
     user_id: Id = Field(examples=[196])
     movie_id: Id = Field(examples=[242])
-    rating: float = Field(examples=[4.0], allow_inf_nan=False)
+    rating: Annotated[float, Number] = Field(examples=[4.0], allow_inf_nan=False)
     # At most 18 digits: the stream reads no longer number as a timestamp.
-    timestamp: int | None = Field(None, ge=0, le=10**18 - 1, examples=[1764633600],
+    timestamp: Annotated[int | None, Number] = Field(None, ge=0, lt=10**18, examples=[1764633600],
                                   description="epoch seconds; default: now")
 
 

@@ -142,6 +142,9 @@ def test_neighbours(lake):
     "/v1/users/1/recommendations?k=0", "/v1/users/1/recommendations?k=101", "/v1/movies/1/similar?k=1000",
     "/v1/movies/search?q=", "/v1/movies/search?q=%20%20%09", f"/v1/movies/search?q={'a' * 201}",
     "/v1/movies/search", "/v1/movies/search?q=toy&limit=0", "/v1/recommendations?title=",
+    # pydantic's lax int would read these as 7, 10 and 7; the schema says integer
+    "/v1/movies/50/similar?k=7%0C", "/v1/movies/50/similar?k=1_0", "/v1/users/1/recommendations?k=%2B7",
+    "/v1/movies/%2050", "/v1/movies/search?q=toy&year=1995%20",
 ])
 def test_malformed_input_is_a_422_with_a_message(lake, url):
     client, _, _ = lake
