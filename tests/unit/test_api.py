@@ -193,7 +193,7 @@ def test_post_ratings_lands_one_file_in_the_inbox(lake):
     ({"user_id": 5, "movie_id": 2, "rating": 4, "timestamp": 4_000_000_000}, 422, "is in the future"),
     ({"user_id": 5, "movie_id": 2, "rating": 4, "comment": "hi"}, 422, "Extra inputs are not permitted"),
     ({"user_id": 0, "movie_id": 2, "rating": 4}, 422, "greater than 0"),
-    ({"user_id": "five", "movie_id": 2, "rating": 4}, 422, "valid integer"),
+    ({"user_id": "five", "movie_id": 2, "rating": 4}, 422, "must be a JSON number"),
     ({"ratings": []}, 422, "at least 1"),
     ({"ratings": [{"user_id": 5, "movie_id": 2, "rating": 4}] * 1001}, 422, "at most 1000"),
 ])
