@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 
 export LAKEHOUSE_HOME LAKEHOUSE_MLFLOW_DIR MOVIELENS_SOURCE
 
-.PHONY: help setup check-java run up down status ingest dbt-build train similarity housekeeping mlflow api test test-jars test-unit bench bench-ml bench-stream bench-readers bench-soak bench-api lock clean \
+.PHONY: help setup check-java run up down status ingest dbt-build train similarity housekeeping mlflow api docs test test-jars test-unit bench bench-ml bench-stream bench-readers bench-soak bench-api lock clean \
 	superset-setup superset superset-import superset-check superset-lock check-chromium
 
 help: ## list the targets
@@ -76,6 +76,9 @@ api: setup ## serve the REST API on 127.0.0.1:8000 (stopped by `make down`)
 
 mlflow: setup ## serve the MLflow UI on 127.0.0.1:5000 (stopped by `make down`)
 	$(BIN)/lakehouse mlflow up
+
+docs: setup ## dbt docs generate, then serve the data catalog on 127.0.0.1:8085 (stopped by `make down`)
+	$(BIN)/lakehouse docs up
 
 # Superset's venv is rebuilt only when its lock or the plugin's metadata change.
 $(SUPERSET_VENV)/.installed: superset/requirements.lock superset/plugin/pyproject.toml | $(VENV)/.installed

@@ -11,15 +11,19 @@ a fresh UUID.
 """
 from __future__ import annotations
 
+import hmac
 import math
 import re
 import uuid
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-from fastapi import Body, FastAPI, Path, Query, Request
+from fastapi import Body, FastAPI, Header, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import BeforeValidator
 
@@ -27,6 +31,8 @@ from api import recommend, schemas
 from api.catalog import Catalog
 from api.refresh import Live
 from api.search import display_title, words
+from lakehouse import secrets
+from lakehouse.governance.requests import start_erasure
 from lakehouse.settings import Settings, load_settings
 from lakehouse.stream import landing, rating_rules
 
@@ -49,8 +55,8 @@ def _digits(value):
 # After Query/Path in Annotated, or FastAPI writes their bounds into the schema as "ge"/"le".
 DIGITS = BeforeValidator(_digits)
 K = Annotated[int, Query(ge=1, le=100, description="how many (1..100)"), DIGITS]
-UserId = Annotated[int, Path(gt=0, le=schemas.MAX_ID, description="a MovieLens user id", examples=[196]), DIGITS]
-MovieId = Annotated[int, Path(gt=0, le=schemas.MAX_ID, description="a MovieLens movie id", examples=[50]), DIGITS]
+UserId = Annotated[int, PathParam(gt=0, le=schemas.MAX_ID, description="a MovieLens user id", examples=[196]), DIGITS]
+MovieId = Annotated[int, PathParam(gt=0, le=schemas.MAX_ID, description="a MovieLens movie id", examples=[50]), DIGITS]
 TITLE_SCORING = ("score(m) = votes(m) / sqrt(lists holding m), votes(m) = sum over the users who rated the movie "
                  "highly of 1/log2(rank+1) for m in their top-N, plus the same over their graph neighbours "
                  "weighted by similarity/2; the movie itself excluded; ties by rating count")
@@ -67,9 +73,12 @@ class Missing(Exception):
         self.detail = detail
 
 
-def create_app(settings: Settings | None = None, *, live: Live | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, live: Live | None = None,
+               erase: Callable[[Settings, int], tuple[str, Path]] = start_erasure) -> FastAPI:
+    """`erase` starts an erasure (tests give a recorder instead of the real `lakehouse forget-user`)."""
     settings = settings or load_settings()
     live = live or Live(settings.warehouse_dir, settings.api_refresh_seconds)
+    admin_token = secrets.admin_token(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -254,6 +263,20 @@ def create_app(settings: Settings | None = None, *, live: Live | None = None) ->
         event_id = uuid.uuid4().hex
         path = landing.deposit(settings, f"api-{event_id}.csv", ("\n".join(lines) + "\n").encode())
         return schemas.Accepted(event_id=event_id, file=path.name, ratings=len(ratings), landed_at=landed_at)
+
+    @app.delete("/v1/users/{user_id}", status_code=202, response_model=schemas.ErasureAccepted, tags=["admin"],
+                responses={401: {"model": schemas.Problem, "description": "no or a wrong admin token"}},
+                summary="erase a user everywhere (GDPR): admin token required")
+    def forget_user(user_id: UserId, authorization: Annotated[str | None, Header(
+            description="`Bearer <LAKEHOUSE_ADMIN_TOKEN from the .env file>`")] = None):
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), admin_token.encode()):
+            return JSONResponse({"detail": "an admin token is required: Authorization: Bearer <LAKEHOUSE_ADMIN_TOKEN>"},
+                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        request_id, log = erase(settings, user_id)
+        return schemas.ErasureAccepted(
+            request_id=request_id, user_id=user_id, log=str(log),
+            detail=f"`lakehouse forget-user {user_id}` started; its audit row goes to governance.erasure_log")
 
     return app
 

@@ -169,5 +169,12 @@ class Accepted(Strict):
     landed_at: datetime
 
 
+class ErasureAccepted(Strict):
+    request_id: str = Field(examples=["9b2f0c4e5a7d4c1e8b3a6d2f1e0c9b8a"])
+    user_id: int = Field(examples=[196])
+    log: str = Field(description="the erasure's log file under the data directory")
+    detail: str = Field(examples=["`lakehouse forget-user 196` started; its audit row goes to governance.erasure_log"])
+
+
 class Problem(Strict):
     detail: str

@@ -14,6 +14,7 @@ import sys
 import urllib.error
 import urllib.request
 
+from lakehouse import secrets
 from lakehouse.background import Background
 from lakehouse.server import ServerError, port_open, port_owner
 from lakehouse.settings import Settings
@@ -55,6 +56,7 @@ def up(settings: Settings, timeout: float = 600.0) -> bool:
         "--loop", "uvloop", "--http", "httptools",  # the C event loop and parser, not the pure-Python ones
         "--no-access-log", "--timeout-graceful-shutdown", "5",
     ]
+    secrets.admin_token(settings)  # generated here once, before the workers read it
     env = {**os.environ, **settings.as_env()}
     api.start(command, lambda: _settled(readiness(settings)), timeout, env=env)
     return True

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lakehouse import server
 from lakehouse.console import console, key_values, table
-from lakehouse.settings import Settings, load_settings
+from lakehouse.settings import Settings, exposure_warning, load_settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -66,6 +66,10 @@ def cmd_down(args: argparse.Namespace) -> int:
 
     if api_service.down(settings):
         console.print("The API stopped.")
+    from lakehouse import docs_service
+
+    if docs_service.down(settings):
+        console.print("The docs site stopped.")
     if mlflow_ui.down(settings):
         console.print("The MLflow UI stopped.")
     from lakehouse.superset import service as superset
@@ -96,8 +100,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     console.print(f"MLflow UI: {ui}; tracking store {settings.tracking_uri}")
     from lakehouse.superset import service as superset
 
-    console.print(superset.status_line(settings))
+    console.print(superset.status_line(settings, show_password=getattr(args, "show_secrets", False)))
     console.print(api_status_line(settings))
+    console.print(docs_status_line(settings))
     from lakehouse.stream import job
 
     stream = job.read_status(settings)
@@ -230,7 +235,8 @@ def cmd_housekeeping(args: argparse.Namespace) -> int:
     from lakehouse.housekeeping import housekeep
     from lakehouse.session import connect
 
-    done = housekeep(connect(_settings(args)))
+    settings = _settings(args)
+    done = housekeep(connect(settings), settings=settings)
     console.print(table("Housekeeping: OPTIMIZE, then VACUUM (default retention, 7 days)",
                         ["table", "files before", "files after", "files vacuumed", "version"], [d.row() for d in done]))
     return 0
@@ -243,6 +249,25 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     since = parse_since(args.since) if args.since else None
     print_report(quarantine_report(connect(_settings(args)), source_file=args.file, since=since, load_id=args.load,
                                    samples=args.samples, limit=args.limit))
+    return 0
+
+
+def cmd_forget_user(args: argparse.Namespace) -> int:
+    from lakehouse.governance.erasure import forget_user
+    from lakehouse.session import connect
+
+    settings = _settings(args)
+    erasure = forget_user(connect(settings), settings, args.user_id, log=console.print)
+    if erasure.noop:
+        console.print(f"User {args.user_id} was erased on {erasure.already_erased_at:%Y-%m-%d %H:%M:%S} UTC and "
+                      "nothing of theirs is held: nothing to do.")
+        return 0
+    console.print(table(f"Erased user {args.user_id} (audit: governance.erasure_log {erasure.erasure_id})",
+                        ["where", "rows or lines removed"],
+                        [*sorted(erasure.tables.items()), *sorted(erasure.files.items())]))
+    console.print(f"{erasure.rows_removed:,} rows from {len(erasure.tables)} tables, {erasure.lines_removed:,} records "
+                  f"from {len(erasure.files)} files; {len(erasure.purged)} tables purged of old files; "
+                  f"{len(erasure.retrain)} MLflow runs tagged for retraining; {erasure.seconds:.1f}s")
     return 0
 
 
@@ -292,6 +317,38 @@ def cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def docs_status_line(settings: Settings) -> str:
+    from lakehouse import docs_service
+
+    if docs_service.running_pid(settings) is None:
+        return "Docs: not running (`make docs`)"
+    return f"Docs: {docs_service.url(settings)} (the data catalog; log {docs_service.service(settings).log_file})"
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from lakehouse import docs_service
+
+    settings = _settings(args)
+    if args.action == "down":
+        console.print("The docs site stopped." if docs_service.down(settings) else "The docs site was not running.")
+        return 0
+    if args.action == "status":
+        line = docs_status_line(settings)
+        console.print(line)
+        return 0 if "not running" not in line else 1
+    started, generated = docs_service.up(settings)
+    origin = ("column types from the server" if generated.with_server
+              else "from the project alone: the server is not running, so no column types")
+    console.print(f"Docs site {'started' if started else 'already running, regenerated'}: {docs_service.url(settings)} "
+                  f"({origin}; log {docs_service.service(settings).log_file})")
+    console.print(f"Data catalog: {generated.summary}")
+    if generated.gaps:  # the site is served anyway: a gap is for the author to fill, not a reason to refuse
+        console.print(f"[yellow]warning:[/] {len(generated.gaps)} gaps in the data catalog (README, Data catalog):")
+        for gap in generated.gaps:
+            console.print(f"  {gap}")
+    return 0
+
+
 def cmd_superset(args: argparse.Namespace) -> int:
     from lakehouse.superset import cli as superset_cli
 
@@ -338,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     down.set_defaults(func=cmd_down)
 
     status = sub.add_parser("status", help="ports, master, and every table's row count, Delta version and last commit")
+    status.add_argument("--show-secrets", action="store_true", help="print Superset's admin password too")
     status.set_defaults(func=cmd_status)
 
     ingest = sub.add_parser(
@@ -467,11 +525,33 @@ def build_parser() -> argparse.ArgumentParser:
     quarantine.add_argument("--limit", type=int, default=30, metavar="N", help="groups shown, the largest first (default 30)")
     quarantine.set_defaults(func=cmd_quarantine)
 
+    forget = sub.add_parser(
+        "forget-user",
+        help="erase a user from every table and file (GDPR right to erasure), with an audit row",
+        description="Deletes the user's rows from every bronze, silver, gold and ml table (and the quarantined "
+        "lines that are their records), rebuilds the gold marts, purges the old files physically (REORG "
+        "... APPLY (PURGE), VACUUM RETAIN 0 HOURS: time travel to before the erasure ends), rewrites the landing, "
+        "inbox, archive, holdout and MLflow artifact files without them, tags the MLflow runs for retraining and "
+        "writes governance.erasure_log. New ratings of the user are quarantined as \"erased user\". A second "
+        "erasure is a no-op.",
+    )
+    forget.add_argument("user_id", type=int, help="the MovieLens user id")
+    forget.set_defaults(func=cmd_forget_user)
+
     api = sub.add_parser("api", help="serve the REST API on 127.0.0.1:8000 (LAKEHOUSE_API_PORT)",
                          description="Recommendations, movie search and new ratings over HTTP, read from the "
                          "Delta tables (no Spark on the request path); OpenAPI docs at /docs.")
     api.add_argument("action", choices=("up", "down", "status"))
     api.set_defaults(func=cmd_api)
+
+    docs = sub.add_parser("docs", help="the data catalog: dbt docs on 127.0.0.1:8085 (LAKEHOUSE_DOCS_PORT)",
+                          description="`up` runs `dbt docs generate` (column types from the server when it runs, "
+                          "else from the project alone) and serves the site in the background: every source, model, "
+                          "seed and exposure with its description, owner, personal-data class (direct, quasi, none) "
+                          "and lineage from the MovieLens files to the dashboards and the API. It lists any node or "
+                          "column that lacks one.")
+    docs.add_argument("action", choices=("up", "down", "status"))
+    docs.set_defaults(func=cmd_docs)
 
     mlflow = sub.add_parser("mlflow", help="serve the MLflow UI on 127.0.0.1:5000 (LAKEHOUSE_MLFLOW_PORT)")
     mlflow.add_argument("action", choices=("up", "down"))
@@ -500,8 +580,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The commands that start a server bound to LAKEHOUSE_HOST.
+SERVING_COMMANDS = ("up", "run", "api", "mlflow", "superset", "docs")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in SERVING_COMMANDS and (warning := exposure_warning(_settings(args))):
+        console.print(f"[yellow]warning:[/] {warning}")
     code = 1  # an exception that is not caught below
     try:
         code = args.func(args)

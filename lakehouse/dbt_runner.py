@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lakehouse.settings import Settings
@@ -24,6 +24,7 @@ class DbtOutcome:
     returncode: int
     statuses: dict[str, int]  # e.g. {"success": 20, "pass": 60, "fail": 0}
     failures: list[str]       # unique ids of nodes that errored or failed
+    succeeded: list[str] = field(default_factory=list)  # unique ids of the nodes built or passed
 
     @property
     def ok(self) -> bool:
@@ -54,25 +55,32 @@ def dbt_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def run_dbt(settings: Settings, *args: str, project_dir: Path = PROJECT_DIR) -> DbtOutcome:
-    """`dbt <args>` in the project, its output streamed to the terminal; results from run_results.json."""
-    target_dir = Path(os.environ.get("DBT_TARGET_PATH", project_dir / "target"))
+def run_dbt(settings: Settings, *args: str, project_dir: Path = PROJECT_DIR,
+            target_dir: Path | None = None) -> DbtOutcome:
+    """`dbt <args>` in the project, its output streamed to the terminal; results from run_results.json.
+    `target_dir` overrides where dbt writes its artifacts (else DBT_TARGET_PATH, else target/)."""
+    env = dbt_env(settings)
+    if target_dir is not None:
+        env["DBT_TARGET_PATH"] = str(target_dir)
+    target_dir = Path(env.get("DBT_TARGET_PATH", project_dir / "target"))
     results_file = target_dir / "run_results.json"
     results_file.unlink(missing_ok=True)
     proc = subprocess.run(  # noqa: S603
         [dbt_executable(), *args, "--project-dir", str(project_dir)],
         cwd=project_dir,
-        env=dbt_env(settings),
+        env=env,
         check=False,
     )
     statuses: Counter[str] = Counter()
-    failures = []
+    failures, succeeded = [], []
     if results_file.exists():
         for result in json.loads(results_file.read_text()).get("results", []):
             statuses[result["status"]] += 1
             if result["status"] in ("error", "fail"):
                 failures.append(result["unique_id"])
-    return DbtOutcome(proc.returncode, dict(statuses), failures)
+            elif result["status"] in ("success", "pass"):
+                succeeded.append(result["unique_id"])
+    return DbtOutcome(proc.returncode, dict(statuses), failures, succeeded)
 
 
 @dataclass(frozen=True)

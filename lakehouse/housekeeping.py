@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lakehouse import delta, tables
+from lakehouse import delta, locks, tables
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+    from lakehouse.settings import Settings
 
 # The tables that get a commit per micro-batch.
 COMPACTED = (tables.RATING_EVENTS, tables.STREAM_BATCHES, tables.STREAM_FILES, tables.QUARANTINE,
@@ -37,8 +39,16 @@ def _files(spark: SparkSession, table: str) -> int:
     return int(spark.sql(f"describe detail {table}").first()["numFiles"])
 
 
-def housekeep(spark: SparkSession, targets=COMPACTED) -> list[Housekept]:
-    """OPTIMIZE then VACUUM (default retention) each existing table of `targets`."""
+def housekeep(spark: SparkSession, targets=COMPACTED, settings: Settings | None = None) -> list[Housekept]:
+    """OPTIMIZE then VACUUM (default retention) each existing table of `targets`; with `settings`,
+    under the tables lock (an erasure's VACUUM RETAIN 0 HOURS would delete OPTIMIZE's new files)."""
+    if settings is None:
+        return _housekeep(spark, targets)
+    with locks.shared(settings, locks.TABLES, wait=locks.TABLES_WAIT_SECONDS, what="an erasure"):
+        return _housekeep(spark, targets)
+
+
+def _housekeep(spark: SparkSession, targets) -> list[Housekept]:
     done = []
     for table in targets:
         if not spark.catalog.tableExists(table.name):

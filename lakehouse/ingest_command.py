@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from lakehouse import locks
+from lakehouse import locks, secrets
 from lakehouse.console import console, table
 from lakehouse.ingest.acquire import locate
 from lakehouse.datasets import get_dataset
@@ -50,6 +50,7 @@ def _ingest(spark, settings: Settings, dataset: str, source: Path | None, replac
         return ingest(
             spark, files, replace=replace, on_file=on_file,
             holdout_fraction=holdout_fraction, holdout_dir=settings.holdout_dir,
+            erasure_salt=secrets.erasure_salt(settings),
         )
 
 

@@ -14,8 +14,16 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 
 from lakehouse.settings import Settings
+
+
+# Shared by the writers that run beside each other (each stream micro-batch, `lakehouse train`,
+# housekeeping), exclusive for an erasure while it deletes and purges: its VACUUM RETAIN 0 HOURS
+# would delete the new files of a commit in flight.
+TABLES = "tables"
+TABLES_WAIT_SECONDS = 1800.0  # a batch waits out an erasure rather than failing the stream
 
 
 class LockHeld(RuntimeError):
@@ -37,8 +45,15 @@ def _holder(fd: int) -> str:
 def exclusive(settings: Settings, name: str, *, wait: float = 0.0, what: str = "") -> Iterator[None]:
     """Hold lock `name` for the block. Waits up to `wait` seconds for a holder to finish, then
     raises LockHeld naming the holder."""
-    settings.locks_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.locks_dir / f"{name}.lock"
+    with exclusive_in(settings.locks_dir, name, wait=wait, what=what, where=str(settings.home)):
+        yield
+
+
+@contextmanager
+def exclusive_in(folder: Path, name: str, *, wait: float = 0.0, what: str = "", where: str = "") -> Iterator[None]:
+    """`exclusive` with the locks folder given (code that has no Settings: the stream's batches)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + wait
@@ -49,7 +64,7 @@ def exclusive(settings: Settings, name: str, *, wait: float = 0.0, what: str = "
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     raise LockHeld(
-                        f"{what or name} is already running in this data directory ({settings.home}): held by "
+                        f"{what or name} is already running in this data directory ({where or folder}): held by "
                         f"{_holder(fd)}; lock file {path}. Wait for it to finish, or stop that process."
                     ) from None
                 time.sleep(0.2)
@@ -64,3 +79,34 @@ def exclusive(settings: Settings, name: str, *, wait: float = 0.0, what: str = "
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+@contextmanager
+def shared_in(folder: Path, name: str, *, wait: float = 0.0, what: str = "") -> Iterator[None]:
+    """Hold lock `name` shared with other shared holders, never beside an exclusive one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockHeld(f"{what or name} holds {path} exclusively ({_holder(fd)}); it did not "
+                                   f"finish within {wait:.0f}s") from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def shared(settings: Settings, name: str, *, wait: float = 0.0, what: str = "") -> Iterator[None]:
+    with shared_in(settings.locks_dir, name, wait=wait, what=what):
+        yield

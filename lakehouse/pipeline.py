@@ -122,7 +122,7 @@ def run_pipeline(settings: Settings, dataset: str, source: Path | None) -> int:
         notes.append(provisioned.describe())
     outcome = outcome if not outcome.ok else live
     with stages.stage("housekeeping (OPTIMIZE, VACUUM)") as notes:
-        kept = housekeep(spark)
+        kept = housekeep(spark, settings=settings)
         notes.append(", ".join(f"{k.table} {k.files_before}->{k.files_after} files" for k in kept))
     with stages.stage("REST API") as notes:
         started = api_service.up(settings)  # a running API picks up the new table versions itself

@@ -65,6 +65,7 @@ class Settings:
     api_port: int = 8000
     api_workers: int = 2
     api_refresh_seconds: float = 1.0
+    docs_port: int = 8085  # the data catalog's site (`lakehouse docs up`)
     extra_conf: dict[str, str] = field(default_factory=dict)
 
     # Layout of the data directory: one place so every module agrees.
@@ -144,6 +145,11 @@ class Settings:
         return self.logs_dir / "stream.log"
 
     @property
+    def docs_dir(self) -> Path:
+        """dbt's docs site (`lakehouse docs up`), apart from the project's target/ that builds rewrite."""
+        return self.home / "docs"
+
+    @property
     def superset_dir(self) -> Path:
         """Superset's SQLite metadata, the generated import bundle and its uploads."""
         return self.home / "superset"
@@ -190,6 +196,7 @@ class Settings:
             "LAKEHOUSE_API_PORT": str(self.api_port),
             "LAKEHOUSE_API_WORKERS": str(self.api_workers),
             "LAKEHOUSE_API_REFRESH_SECONDS": f"{self.api_refresh_seconds:g}",
+            "LAKEHOUSE_DOCS_PORT": str(self.docs_port),
         }
         if self.mlflow_tracking_uri:
             env["LAKEHOUSE_MLFLOW_TRACKING_URI"] = self.mlflow_tracking_uri
@@ -232,4 +239,26 @@ def load_settings() -> Settings:
         # One worker per core (each holds its own snapshot), at most 4.
         api_workers=_int_env("LAKEHOUSE_API_WORKERS", min(os.cpu_count() or 1, 4)),
         api_refresh_seconds=_float_env("LAKEHOUSE_API_REFRESH_SECONDS", 1.0),
+        docs_port=_int_env("LAKEHOUSE_DOCS_PORT", 8085),
     )
+
+
+def exposure_warning(settings: Settings) -> str | None:
+    """What listens beyond this machine when LAKEHOUSE_HOST is not a loopback address (every
+    server binds to it); None on loopback, the default."""
+    import ipaddress
+
+    host = settings.host.strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        loopback = False
+    if loopback:
+        return None
+    return (f"LAKEHOUSE_HOST={settings.host}: the servers listen beyond this machine. Exposed with NO "
+            f"authentication: Spark Thrift (:{settings.thrift_port}) and Spark Connect (:{settings.connect_port}), "
+            "through which anyone who reaches them reads, changes and deletes every table; the MLflow UI "
+            f"(:{settings.mlflow_port}) and the dbt docs (:{settings.docs_port}). The REST API (:{settings.api_port}) "
+            "serves recommendations and accepts ratings from anyone (its admin endpoints need the token); "
+            f"Superset (:{settings.superset_port}) asks for a login. Put them behind a firewall or a proxy "
+            "with authentication, or unset LAKEHOUSE_HOST.")

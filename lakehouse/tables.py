@@ -27,6 +27,9 @@ class Table:
     keys: tuple[str, ...] = ()
     schema: T.StructType | None = None  # for the tables Python creates
     columns: tuple[str, ...] = field(default=())  # when only the column names are fixed here
+    # The columns holding user ids, which `lakehouse forget-user` erases by; () for the default
+    # (user_id and other_user_id, where present: lakehouse/governance/records.py).
+    user_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.schema is not None and not self.columns:
@@ -138,7 +141,8 @@ MODEL_RUNS = Table(
         ("params", T.MapType(S, S), True), ("metrics", T.MapType(S, D), True)))
 USER_SIMILARITY = Table("ml.user_similarity", "similarity", "each user's nearest neighbours",
                         ("user_id", "rank"), columns=(
-    "user_id", "neighbour_id", "rank", "similarity", "co_rated", "vectors", "run_id"))
+    "user_id", "neighbour_id", "rank", "similarity", "co_rated", "vectors", "run_id"),
+                        user_ids=("user_id", "neighbour_id"))
 USER_SIMILARITY_MATRIX = Table("ml.user_similarity_matrix", "similarity", "every pair of the most active users",
                                ("user_id", "other_user_id"), columns=(
     "user_id", "other_user_id", "similarity", "user_position", "other_user_position"))
@@ -148,9 +152,25 @@ COMMUNITY_SUMMARY = Table("ml.community_summary", "similarity", "each community'
                           ("community_id",), columns=(
     "community_id", "size", "internal_edges", "top_genres", "modularity", "algorithm", "run_id"))
 
+# ---- governance: erasure (lakehouse/governance) ---------------------------------------------
+
+ERASED_USERS = Table(
+    "governance.erased_users", "governance", "salted hashes of erased users; their new ratings are quarantined",
+    ("user_hash",), _fields(("user_hash", S, False), ("erased_at", TS, False), ("erasure_id", S, False)))
+ERASURE_LOG = Table(
+    "governance.erasure_log", "governance", "the audit of every erasure: what was removed where; no personal data",
+    ("erasure_id",), _fields(
+        ("erasure_id", S, False), ("user_hash", S, False), ("requested_at", TS, False), ("finished_at", TS, False),
+        ("rows_removed", L, False), ("lines_removed", L, False),
+        ("tables", T.MapType(S, L), False),  # table -> rows removed
+        ("files", T.MapType(S, L), False),  # file (relative to the data directory) -> lines or rows removed
+        ("purge", S, False),  # how the old files went: REORG ... APPLY (PURGE), VACUUM RETAIN 0 HOURS, and why
+        ("retrain", S, False)))  # the MLflow runs tagged for retraining
+GOVERNANCE = (ERASED_USERS, ERASURE_LOG)
+
 ML = (RECOMMENDATIONS, PREDICTIONS, USER_FACTORS, ITEM_FACTORS, SIMILAR_MOVIES, MODEL_RUNS, USER_SIMILARITY,
       USER_SIMILARITY_MATRIX, USER_COMMUNITIES, COMMUNITY_SUMMARY)
-ALL = (*BRONZE_INGEST, *BRONZE_STREAM, GOLD_RATINGS, GOLD_MOVIES, *ML)
+ALL = (*BRONZE_INGEST, *BRONZE_STREAM, GOLD_RATINGS, GOLD_MOVIES, *ML, *GOVERNANCE)
 BY_NAME = {t.name: t for t in ALL}
 
 # ---- load ids: one per committed unit of bronze ----------------------------------------------

@@ -27,6 +27,17 @@ def _local(frame) -> pd.DataFrame:
     return local
 
 
+def user_columns(file_name: str, columns: list[str]) -> list[str]:
+    """The columns of an exported artifact file that hold user ids (what `lakehouse forget-user`
+    erases by): ALS's factor files name them `id`, the rest `user_id`; a k-NN model's
+    neighbours are users only in a user-based model."""
+    if file_name.endswith("users.parquet"):
+        return ["id"]
+    if file_name.endswith("_neighbours.parquet"):
+        return ["user_id", "neighbour_id"] if "user_id" in columns else []
+    return ["user_id"] if "user_id" in columns else []
+
+
 def export_rating_model(model: RatingModel, folder: Path) -> dict[str, str]:
     """Write the artifacts of a fitted rating model; returns MLflow's {name: path} map."""
     from ml.knn import FittedKnn

@@ -78,6 +78,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_training(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> TrainOutcome:
+    from lakehouse import locks
+
+    # Beside the stream and housekeeping, never while an erasure purges old files.
+    with locks.shared(settings, locks.TABLES, wait=locks.TABLES_WAIT_SECONDS, what="an erasure"):
+        return _train(spark, settings, args)
+
+
+def _train(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> TrainOutcome:
     started = time.monotonic()
 
     def progress(message: str) -> None:
@@ -121,6 +129,11 @@ def run_training(spark: SparkSession, settings: Settings, args: argparse.Namespa
         delta.retry_conflicts(lambda: outputs.write(recommendations, tables.RECOMMENDATIONS),
                               what="ml.recommendations", log=console.print)
         progress("ml.recommendations written")
+    if args.publish and registered:
+        from lakehouse.governance.erasure import clear_retrain_tags
+
+        if cleared := clear_retrain_tags(settings):  # new champions: no model of an erased user is served
+            progress(f"{cleared} MLflow runs no longer tagged for retraining after an erasure")
     return TrainOutcome(rating, ranking, registered)
 
 

@@ -1,7 +1,7 @@
 """Superset-side steps of `lakehouse superset up|import` (run with .venv-superset's python).
 
     python superset/provision.py admin --user admin        # password from $SUPERSET_ADMIN_PASSWORD
-    python superset/provision.py import BUNDLE.zip --user admin
+    python superset/provision.py import BUNDLE.zip --user admin --analyst analyst  # password from $SUPERSET_ANALYST_PASSWORD
 
 `import` does not use `superset import-dashboards`: that command imports charts and datasets only
 when they are new, so an edited chart would never be updated. Superset's assets import overwrites
@@ -32,6 +32,41 @@ def ensure_admin(username: str) -> None:
     else:
         security_manager.reset_password(user.id, password)
     db.session.commit()
+
+
+ANALYST_ROLE = "Analyst"
+# The one schema analysts read: the marts. Never bronze (raw rows, quarantined lines), silver or
+# governance (the erasure audit).
+ANALYST_SCHEMAS = ("gold",)
+
+
+def ensure_analyst(username: str) -> dict:
+    """The role "Analyst" (Gamma's permissions plus access to each dataset in gold, and nothing
+    of SQL Lab or of any database as a whole) and its user, password from the environment."""
+    from superset import db, security_manager
+    from superset.connectors.sqla.models import SqlaTable
+
+    gamma = security_manager.find_role("Gamma")
+    role = security_manager.find_role(ANALYST_ROLE) or security_manager.add_role(ANALYST_ROLE)
+    permissions = list(gamma.permissions)
+    granted = []
+    for dataset in db.session.query(SqlaTable).order_by(SqlaTable.id):
+        if dataset.schema in ANALYST_SCHEMAS:
+            permissions.append(security_manager.add_permission_view_menu("datasource_access", dataset.get_perm()))
+            granted.append(f"{dataset.schema}.{dataset.table_name}")
+    role.permissions = permissions
+    password = os.environ["SUPERSET_ANALYST_PASSWORD"]
+    user = security_manager.find_user(username=username)
+    if user is None:
+        user = security_manager.add_user(username, "Lakehouse", "Analyst", f"{username}@localhost.localdomain", role,
+                                         password=password)
+        if not user:
+            raise RuntimeError(f"could not create the Superset user {username!r}")
+    else:
+        user.roles = [role]
+        security_manager.reset_password(user.id, password)
+    db.session.commit()
+    return {"role": ANALYST_ROLE, "user": username, "datasets": granted}
 
 
 def scope_native_filters(dashboards) -> None:
@@ -90,6 +125,7 @@ def main() -> int:
     bundle = sub.add_parser("import")
     bundle.add_argument("bundle")
     bundle.add_argument("--user", default="admin")
+    bundle.add_argument("--analyst", default="", help="the analysts' user to create or update after the import")
     args = parser.parse_args()
 
     from superset.app import create_app
@@ -98,7 +134,10 @@ def main() -> int:
         if args.step == "admin":
             ensure_admin(args.user)
         else:
-            print(json.dumps(import_bundle(args.bundle, args.user)))
+            summary = import_bundle(args.bundle, args.user)
+            if args.analyst:
+                summary["analyst"] = ensure_analyst(args.analyst)
+            print(json.dumps(summary))
     return 0
 
 

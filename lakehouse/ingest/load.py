@@ -39,6 +39,7 @@ from pyspark.sql import types as T
 
 from lakehouse import delta, tables
 from lakehouse.datasets import FileKind, holdout_file
+from lakehouse.governance.records import flag_erased
 from lakehouse.ingest import validate
 from lakehouse.ingest.acquire import DatasetFiles, FileChangedError
 from lakehouse.ingest.holdout import check_fraction, find_cutoff, remove_holdout, write_holdout
@@ -290,6 +291,7 @@ def load_file(
     holdout_fraction: float = 0.0,
     holdout_path: Path | None = None,
     checked_sha256: str | None = None,
+    erasure_salt: str = "",
 ) -> FileReport:
     """Load one file of the dataset; see the module docstring for the protocol.
 
@@ -363,6 +365,9 @@ def load_file(
             validated = validate.validate_ratings(staged, spark.table(tables.MOVIES.name))
         else:
             validated = validate.validate_keyed(staged, KEYS[kind])
+        if kind in ("ratings", "users") and erasure_salt and spark.catalog.tableExists(tables.ERASED_USERS.name):
+            # A source file still holds the users erased since (MovieLens files never change).
+            validated = flag_erased(validated, spark.table(tables.ERASED_USERS.name), erasure_salt)
         # Computed once, written twice (three times with a holdout): accepted rows to the table,
         # the rest to quarantine.
         validated = validated.persist()
@@ -429,11 +434,13 @@ def ingest(
     on_file: Callable[[str], Callable[[int], None] | None] | None = None,
     holdout_fraction: float = 0.0,
     holdout_dir: Path | None = None,
+    erasure_salt: str = "",
 ) -> IngestReport:
     """Load every file of `files` into bronze; files already loaded unchanged are skipped.
 
     `holdout_fraction` > 0 keeps the latest ratings out of bronze and writes them to
     `holdout_dir/<dataset>/ratings.csv`; loading ratings with fraction 0 removes a file left there.
+    With `erasure_salt`, the rows of users in governance.erased_users are quarantined ("erased user").
     """
     check_fraction(holdout_fraction)
     if holdout_fraction > 0 and holdout_dir is None:
@@ -478,7 +485,7 @@ def ingest(
         on_rows = on_file(source_file) if on_file else None
         report.files.append(
             load_file(spark, files, kind, load_id, now, on_rows, holdout_fraction, holdout_path,
-                      checked_sha256=checked[kind])
+                      checked_sha256=checked[kind], erasure_salt=erasure_salt)
         )
 
     new_loads = [f"{stamp}-{dataset}-{kind}" for kind in LOAD_ORDER]

@@ -87,8 +87,12 @@ def start_query(spark: SparkSession, settings: Settings, *, on_committed: OnComm
     delta.create_if_missing(spark, tables.QUARANTINE)
     for folder in (settings.stream_dir, settings.stream_inbox_dir, settings.stream_archive_dir, settings.logs_dir):
         folder.mkdir(parents=True, exist_ok=True)
+    from lakehouse import secrets
+
+    delta.create_if_missing(spark, tables.ERASED_USERS)
     sink = BatchSink(stream_id(settings), dataset_scale(spark), str(settings.stream_log), on_committed,
-                     str(settings.stream_dead_letter_dir), owner, str(settings.stream_checkpoint))
+                     str(settings.stream_dead_letter_dir), owner, str(settings.stream_checkpoint),
+                     str(settings.locks_dir), secrets.erasure_salt(settings))
     source = (
         spark.readStream.format("text")
         .option("maxFilesPerTrigger", settings.stream_max_files_per_trigger)

@@ -36,8 +36,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 from urllib.parse import unquote, urlparse
 
-from lakehouse import delta, tables
+from lakehouse import delta, locks, tables
 from lakehouse.datasets import RatingScale
+from lakehouse.governance.records import flag_erased
 from lakehouse.stream import landing, parse
 
 if TYPE_CHECKING:
@@ -90,11 +91,21 @@ class BatchSink:
     dead_letter_dir: str = ""
     owner: Owner | None = None
     checkpoint: str = ""  # the query's: its source log says which files a batch has
+    locks_dir: str = ""  # the data directory's: a batch holds the tables lock (an erasure waits for it)
+    erasure_salt: str = ""  # to recognise erased users by their hash (governance.erased_users)
 
     def load_id(self, batch_id: int) -> str:
         return tables.stream_load_id(self.stream_id, batch_id)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        if not self.locks_dir:
+            return self.run(batch, batch_id)
+        # An erasure purges old files (VACUUM RETAIN 0 HOURS): no batch may be writing meanwhile.
+        with locks.shared_in(Path(self.locks_dir), locks.TABLES, wait=locks.TABLES_WAIT_SECONDS,
+                                what="an erasure (`lakehouse forget-user`)"):
+            return self.run(batch, batch_id)
+
+    def run(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
         load_id = self.load_id(batch_id)
         if committed(spark, load_id):
@@ -108,6 +119,7 @@ class BatchSink:
         files = parse.files(landed)
         file_lines = parse.lines(landed)
         rows = parse.check_movies(parse.parse(file_lines, parse.Rules(self.scale)), spark.table(tables.MOVIES.name))
+        rows = flag_erased(rows, spark.table(tables.ERASED_USERS.name) if self.erasure_salt else None, self.erasure_salt)
         rows = rows.localCheckpoint()
         ingested_at = delta.utc_now()
 

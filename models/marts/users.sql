@@ -25,19 +25,15 @@ user_ids as (
 joined as (
 
     select
+        -- No demographics here (minimisation): gold.audience_by_demographic has them, in cells
+        -- of at least five users.
         user_ids.user_id,
-        users.age_band,
-        users.age_band_order,
-        users.gender,
-        users.occupation,
         coalesce(user_ratings.rating_count, 0) as rating_count,
         user_ratings.rating_mean,
         user_ratings.first_rated_at,
         user_ratings.last_rated_at
 
     from user_ids
-    left join users
-        on user_ids.user_id = users.user_id
     left join user_ratings
         on user_ids.user_id = user_ratings.user_id
 

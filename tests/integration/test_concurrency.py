@@ -285,7 +285,8 @@ def test_dbt_build_while_the_stream_appends(spark, bronze_loaded, tmp_path):
     lander = Lander(settings.stream_dir, "during-dbt")
     try:
         lander.start()
-        outcome = run_dbt(settings, "build", "--exclude", ML_NODES)
+        # dbt's unit tests run on fixtures, not on the tables the stream appends to: left out here.
+        outcome = run_dbt(settings, "build", "--exclude", ML_NODES, "--exclude-resource-type", "unit_test")
         landed = lander.finish()
         print(f"dbt build: {outcome.describe()}; {len(landed)} files landed meanwhile")
         assert outcome.ok, outcome.failures

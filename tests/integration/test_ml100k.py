@@ -179,3 +179,169 @@ def test_a_brand_new_user_gets_a_cold_start_list_in_their_genres(spark, lakehous
     assert len(recs) == 10 and {r.model_name for r in recs} == {COLD_START_MODEL}
     assert not {r.movie_id for r in recs} & set(westerns)  # nothing they rated
     assert genre_share(spark, newcomer, "Western") >= 0.5
+
+
+# ---- the right to erasure, on everything the pipeline and the tests above left -----------------
+
+def _scan_for(settings, user_id: int) -> list[str]:
+    """An independent byte-level scan (not the erasure's own bookkeeping): every Parquet file
+    under the warehouse and the MLflow artifacts, read directly (no Delta log, no deletion
+    vector), and every text file of the landing folders, the holdout and the artifacts, line by
+    line. Returns where a record of the user was found."""
+    import json
+    import re
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    found = []
+    leading = re.compile(rf'^\s*"?{user_id}"?\s*(\t|,|\||::)')
+
+    def text_hit(line: str) -> bool:
+        if leading.search(line):
+            return True
+        if line.lstrip().startswith("{"):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                return False
+            return isinstance(record, dict) and str(record.get("user_id", record.get("userId"))) == str(user_id)
+        return False
+
+    def parquet_columns(path) -> list[str]:
+        names = pq.read_schema(path).names
+        users = [c for c in names if c in ("user_id", "other_user_id")]
+        if "neighbour_id" in names and ("user_similarity" in str(path) or "user_id" in names):
+            users.append("neighbour_id")  # a user-based neighbour list (an item model's are movies)
+        if "id" in names and path.name.endswith("users.parquet"):
+            users.append("id")  # ALS's user factors
+        return users
+
+    for root in (settings.warehouse_dir, settings.artifacts_dir):
+        for path in root.rglob("*.parquet"):
+            if "_delta_log" in path.parts:
+                continue
+            table = pq.read_table(path)
+            for column in parquet_columns(path):
+                if pc.sum(pc.equal(table[column], user_id)).as_py():
+                    found.append(f"{path} ({column})")
+            if "raw_line" in table.column_names and any(text_hit(v) for v in table["raw_line"].to_pylist() if v):
+                found.append(f"{path} (raw_line)")
+    for root in (settings.stream_dir, settings.stream_inbox_dir.parent, settings.stream_archive_dir,
+                 settings.stream_dead_letter_dir, settings.holdout_dir, settings.artifacts_dir):
+        for path in root.rglob("*") if root.is_dir() else ():
+            if path.is_file() and path.suffix != ".parquet" and path.stat().st_size < 50_000_000:
+                text = path.read_bytes().decode("latin-1")
+                if any(text_hit(line) for line in text.splitlines()):
+                    found.append(str(path))
+    return found
+
+
+def test_forget_user_erases_them_everywhere_and_only_them(spark, lakehouse_server, shared_ml_100k):
+    """`lakehouse forget-user`: no table (nor view) returns a row of the user, no file under the
+    warehouse, the landing folders, the holdout or the MLflow artifacts holds a record of them, the
+    aggregates lose exactly their contribution, the audit row holds no raw id, the API stops
+    serving them, a later rating of theirs is quarantined, and a second erasure is a no-op."""
+    import hashlib
+    import re
+
+    import httpx
+    from pyspark.sql import functions as F
+
+    from lakehouse import api_service, secrets
+    from lakehouse.dbt_runner import run_dbt
+    from lakehouse.governance.erasure import forget_user, lakehouse_tables, user_columns
+    from lakehouse.stream.replay import Rating, replay
+    from ml import tracking
+
+    settings = lakehouse_server
+    # A user of every kind of place: the ml-100k users file, batch ratings, the held-out ratings
+    # the stream replayed (the holdout file, the landing archive), the similarity heatmap.
+    streamed = spark.table("bronze.rating_events").select("user_id").distinct()
+    in_heatmap = streamed.join(spark.table("ml.user_similarity_matrix").select("user_id").distinct(), "user_id")
+    user = (in_heatmap.orderBy("user_id").first() or streamed.orderBy("user_id").first()).user_id
+    assert user in {r.user_id for r in spark.table("bronze.users").select("user_id").collect()}
+    assert _scan_for(settings, user), "the user should be in the files before the erasure"
+
+    # The marts as of now (the stream has added ratings since the pipeline's last build), so that
+    # what changes below is the erasure's doing alone.
+    assert run_dbt(settings, "run", "--select", "marts", "--exclude", "config.materialized:view").ok
+    mine = spark.table("gold.ratings").where(F.col("user_id") == user)
+    theirs = {r.movie_id: 1 for r in mine.select("movie_id").collect()}
+    before_counts = {r.movie_id: r.rating_count for r in spark.table("gold.movies").select("movie_id", "rating_count").collect()}
+    before_ratings, before_users = count(spark, "gold.ratings"), count(spark, "gold.users")
+    before_activity = spark.table("gold.user_activity").agg(F.sum("user_count")).first()[0]
+
+    held = {}
+    for name in ("bronze.ratings", "bronze.users", "bronze.rating_events", "gold.ratings", "gold.users",
+                 "ml.recommendations", "ml.user_factors", "ml.user_similarity", "ml.user_similarity_matrix"):
+        columns = user_columns(name, spark.table(name).columns)
+        held[name] = spark.table(name).where(" or ".join(f"{c} = {user}" for c in columns)).count()
+    assert all(held[t] for t in ("bronze.ratings", "bronze.users", "bronze.rating_events", "gold.ratings")), held
+
+    erasure = forget_user(spark, settings, user, log=print)
+    assert not erasure.noop and erasure.lines_removed > 0, erasure
+    assert {t: erasure.tables.get(t, 0) for t in held} == held, erasure.tables
+
+    # No table or view of any layer returns a row for the user (views: silver's, over bronze).
+    existing = {db.name for db in spark.catalog.listDatabases()}
+    for schema in ("bronze", "silver", "gold", "ml"):
+        for t in spark.catalog.listTables(schema) if schema in existing else ():
+            name = f"{schema}.{t.name}"
+            columns = user_columns(name, spark.table(name).columns)
+            if columns:
+                left = spark.table(name).where(" or ".join(f"{c} = {user}" for c in columns)).count()
+                assert left == 0, f"{name} still returns {left} rows of user {user}"
+    assert not _scan_for(settings, user)
+
+    # The aggregates lost exactly the user's contribution, and nothing else.
+    after_counts = {r.movie_id: r.rating_count for r in spark.table("gold.movies").select("movie_id", "rating_count").collect()}
+    assert after_counts == {m: c - theirs.get(m, 0) for m, c in before_counts.items()}
+    assert count(spark, "gold.ratings") == before_ratings - len(theirs)
+    assert count(spark, "gold.users") == before_users - 1
+    assert spark.table("gold.user_activity").agg(F.sum("user_count")).first()[0] == before_activity - 1
+
+    # The audit row: the salted hash, what went where; never the raw id.
+    salt = secrets.erasure_salt(settings)
+    (audit,) = spark.table("governance.erasure_log").where(F.col("erasure_id") == erasure.erasure_id).collect()
+    assert audit.user_hash == hashlib.sha256(f"{salt}:{user}".encode()).hexdigest() != str(user)
+    assert audit.rows_removed == erasure.rows_removed and audit.tables == erasure.tables
+    token = re.compile(rf"(?<![0-9a-f]){user}(?![0-9a-f])")
+    for value in (audit.erasure_id, audit.user_hash, audit.purge, audit.retrain, *audit.tables):
+        assert not token.search(value), value
+    assert "RETAIN 0 HOURS" in audit.purge and "retentionDurationCheck" in audit.purge
+
+    # MLflow: the runs that learnt from the user are tagged for retraining.
+    client = tracking.configure(settings)
+    assert erasure.retrain and client.get_run(erasure.retrain[0]).data.tags.get("lakehouse.retrain")
+
+    # The API (refreshed from the new table versions) no longer knows them.
+    def api_forgot() -> bool:
+        response = httpx.get(f"{api_service.url(settings)}/v1/users/{user}/recommendations", timeout=10)
+        return response.status_code == 200 and response.json()["cold_start"] is True
+    deadline = time.monotonic() + 60
+    while not api_forgot():
+        assert time.monotonic() < deadline, "the API still serves the erased user's recommendations"
+        time.sleep(1.0)
+
+    # A second erasure finds nothing and changes nothing.
+    versions = {name: spark.sql(f"describe history {name} limit 1").first()["version"] for name in lakehouse_tables(spark)}
+    second = forget_user(spark, settings, user, log=print)
+    assert second.noop and second.already_erased_at is not None
+    assert {name: spark.sql(f"describe history {name} limit 1").first()["version"]
+            for name in lakehouse_tables(spark)} == versions
+    assert spark.table("governance.erasure_log").where(F.col("user_hash") == audit.user_hash).count() == 1
+
+    # A rating of theirs arriving later is quarantined, not a new life for the user, and the
+    # quarantine keeps the reason, not their line.
+    movie = next(iter(theirs))
+    report = replay(settings, source=[Rating(user, movie, 4.0, 0)], burst=True)
+    name = report.files[0].name
+    erased = F.col("source_file") == name
+    deadline = time.monotonic() + 180
+    while not spark.table("bronze.quarantine").where(erased).count():
+        assert time.monotonic() < deadline, f"{name}: the erased user's new rating was not quarantined"
+        time.sleep(1.0)
+    (row,) = spark.table("bronze.quarantine").where(erased).collect()
+    assert row.reason == "erased user" and str(user) not in row.raw_line, row
+    assert fresh(spark, "bronze.rating_events").where(F.col("user_id") == user).count() == 0

@@ -140,6 +140,66 @@ def test_recommendations_dashboard_has_the_user_and_movie_filters(api):
         assert native["defaultDataMask"]["filterState"]["value"]  # applied on load
 
 
+def _login(settings, username: str, password: str) -> requests.Session:
+    """A REST session as `username`: its JWT, and the CSRF token Superset wants on a POST."""
+    session = requests.Session()
+    response = session.post(f"{service.url(settings)}/api/v1/security/login", timeout=60, json={
+        "username": username, "password": password, "provider": "db"})
+    response.raise_for_status()
+    session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+    csrf = session.get(f"{service.url(settings)}/api/v1/security/csrf_token/", timeout=60)
+    csrf.raise_for_status()
+    session.headers["X-CSRFToken"] = csrf.json()["result"]
+    session.headers["Referer"] = service.url(settings)
+    return session
+
+
+def test_the_analyst_opens_the_gold_dashboards_and_cannot_query_bronze(marts, superset, api):
+    """The "Analyst" role (superset/provision.py): every dashboard and chart of the gold marts, no
+    SQL Lab, no dataset outside gold. Each refusal is checked beside the admin's success with the
+    same request, so a 403 means the permission, not a malformed call."""
+    base = f"{service.url(marts)}/api/v1"
+    creds = superset.up.credentials
+    analyst = _login(marts, service.ANALYST_USER, creds.analyst_password)
+    admin = _login(marts, service.ADMIN_USER, creds.admin_password)
+    try:
+        boards = analyst.get(f"{base}/dashboard/", params={"q": "(page_size:100)"}, timeout=60).json()["result"]
+        assert {b["slug"] for b in boards} == {slug for _, _, slug in bundle.spec_dashboards(bundle.load_spec())}
+        charts = analyst.get(f"{base}/chart/", params={"q": "(page_size:100)"}, timeout=60).json()["result"]
+        assert len(charts) == spec_chart_count()
+        for chart in charts[:3]:
+            assert analyst.get(f"{base}/chart/{chart['id']}/data/", timeout=180).status_code == 200, chart["slice_name"]
+        datasets = analyst.get(f"{base}/dataset/", params={"q": "(page_size:100)"}, timeout=60).json()["result"]
+        assert datasets and {d["schema"] for d in datasets} == {"gold"}
+
+        (database,) = [d for d in admin.get(f"{base}/database/", timeout=60).json()["result"]
+                       if d["database_name"] == "Lakehouse (Spark Thrift)"]
+        query = {"database_id": database["id"], "sql": "select count(*) as n from bronze.ratings",
+                 "runAsync": False, "schema": "bronze", "tab": "check", "json": True}
+        as_admin = admin.post(f"{base}/sqllab/execute/", json=query, timeout=300)
+        assert as_admin.status_code == 200, as_admin.text[:500]
+        as_analyst = analyst.post(f"{base}/sqllab/execute/", json=query, timeout=300)
+        assert as_analyst.status_code in (401, 403), as_analyst.text[:500]
+
+        # A dataset on bronze, made by the admin: the analyst can neither see it nor query it.
+        created = admin.post(f"{base}/dataset/", json={"database": database["id"], "schema": "bronze",
+                                                       "table_name": "ratings"}, timeout=120)
+        assert created.status_code == 201, created.text[:500]
+        dataset_id = created.json()["id"]
+        try:
+            body = {"datasource": {"id": dataset_id, "type": "table"},
+                    "queries": [{"metrics": [{"expressionType": "SQL", "sqlExpression": "count(*)", "label": "n"}],
+                                 "columns": [], "row_limit": 1}], "result_format": "json", "result_type": "full"}
+            assert admin.post(f"{base}/chart/data", json=body, timeout=300).status_code == 200
+            assert analyst.post(f"{base}/chart/data", json=body, timeout=300).status_code in (403, 404)
+            assert analyst.get(f"{base}/dataset/{dataset_id}", timeout=60).status_code in (403, 404)
+        finally:
+            assert admin.delete(f"{base}/dataset/{dataset_id}", timeout=60).status_code == 200
+    finally:
+        analyst.close()
+        admin.close()
+
+
 def test_import_is_idempotent_and_applies_edits(marts, api, tmp_path):
     def objects():
         charts = {c["id"]: c["slice_name"] for c in api("chart/", q="(page_size:100)").json()["result"]}

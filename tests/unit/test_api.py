@@ -19,7 +19,7 @@ from lakehouse.settings import Settings
 
 
 def settings_for(home: Path) -> Settings:
-    return Settings(home=home, stream_dir=home / "landing", api_refresh_seconds=0.2)
+    return Settings(home=home, stream_dir=home / "landing", api_refresh_seconds=0.2, superset_env_file=home / ".env")
 
 
 @pytest.fixture(scope="module")
@@ -322,3 +322,29 @@ def test_a_fold_in_cold_start_list_is_served_as_one(tmp_path):
         assert body["model_version"] is None and body["recommendations"]
         champion = client.get("/v1/users/5/recommendations").json()
         assert champion["cold_start"] is False and champion["model_name"] == "als-ranking"
+
+
+def test_delete_user_needs_the_admin_token_and_starts_one_erasure(tmp_path):
+    from lakehouse import secrets
+
+    fx.build(tmp_path)
+    settings = settings_for(tmp_path)
+    started: list[int] = []
+
+    def erase(_, user_id: int):
+        started.append(user_id)
+        return "r1", tmp_path / "logs" / "erasure-r1.log"
+
+    with TestClient(create_app(settings, erase=erase)) as client:
+        token = secrets.admin_token(settings)
+        assert (tmp_path / ".env").stat().st_mode & 0o777 == 0o600
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token},
+                        {"Authorization": f"Basic {token}"}):
+            response = client.delete("/v1/users/7", headers=headers)
+            assert response.status_code == 401 and "admin token" in response.json()["detail"], headers
+        assert started == []
+        assert client.delete("/v1/users/0", headers={"Authorization": f"Bearer {token}"}).status_code == 422
+        response = client.delete("/v1/users/7", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 202, response.text
+        assert response.json()["request_id"] == "r1" and response.json()["user_id"] == 7
+        assert started == [7]

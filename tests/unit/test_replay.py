@@ -144,11 +144,21 @@ def test_duration_and_limit_stop_the_replay(settings):
 
 def test_a_stop_event_ends_the_replay_promptly(settings):
     stop = threading.Event()
-    threading.Timer(0.3, stop.set).start()
+    stopped_at: list[float] = []
+
+    def request_stop() -> None:
+        stopped_at.append(time.monotonic())
+        stop.set()
+
+    threading.Timer(0.3, request_stop).start()
     started = time.monotonic()
     report = replay(settings, source=sample(10_000), rate=10, rows_per_file=1, stop=stop)
+    ended = time.monotonic()
     assert report.stopped_by == "stop requested"
-    assert time.monotonic() - started < 1.0 and 2 <= report.ratings <= 4
+    # Within one file's interval (0.1 s at 10/s) of the request, however late a loaded machine
+    # ran the timer; at 10 ratings a second, the count follows from the time it ran.
+    assert ended - stopped_at[0] < 0.5
+    assert 1 <= report.ratings <= round((ended - started) * 10) + 1
 
 
 def test_burst_lands_the_whole_selection_as_one_file(settings):

@@ -174,7 +174,7 @@ def test_credentials_are_generated_once_and_kept(tmp_path, monkeypatch):
     assert (second.secret_key, second.admin_password) == (first.secret_key, first.admin_password)
 
 
-def test_status_shows_the_password_without_generating_one(tmp_path, monkeypatch):
+def test_status_hides_the_password_unless_asked_and_never_generates_one(tmp_path, monkeypatch):
     from lakehouse.settings import load_settings
     from lakehouse.superset import service
 
@@ -186,4 +186,5 @@ def test_status_shows_the_password_without_generating_one(tmp_path, monkeypatch)
     assert not env_file.exists()  # status only reads
     password = service.credentials(settings).admin_password
     line = service.status_line(settings)
-    assert "not running" in line and password in line and str(env_file) in line
+    assert "not running" in line and password not in line and str(env_file) in line and "--show-secrets" in line
+    assert password in service.status_line(settings, show_password=True)
