@@ -84,7 +84,8 @@ def forget_user(spark: SparkSession, settings: Settings, user_id: int, *,
     started = time.monotonic()
     digest = user_hash(secrets.erasure_salt(settings), user_id)
     erasure = Erasure(uuid.uuid4().hex, digest)
-    with locks.exclusive(settings, "erasure", what="`lakehouse forget-user`"):
+    # A second request (the API's DELETE twice) waits for the first, then finds nothing to do.
+    with locks.exclusive(settings, "erasure", wait=locks.TABLES_WAIT_SECONDS, what="`lakehouse forget-user`"):
         requested_at = delta.utc_now()
         for table in tables.GOVERNANCE:
             delta.create_if_missing(spark, table)
