@@ -41,6 +41,19 @@ def _holder(fd: int) -> str:
     return f"pid {info.get('pid')} (`{info.get('command')}`, since {info.get('since')})"
 
 
+def _acquire(fd: int, mode: int, wait: float, refused) -> None:
+    """flock `fd` in `mode`, polling for up to `wait` seconds; then raise `refused()`."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise refused() from None
+            time.sleep(0.2)
+
+
 @contextmanager
 def exclusive(settings: Settings, name: str, *, wait: float = 0.0, what: str = "") -> Iterator[None]:
     """Hold lock `name` for the block. Waits up to `wait` seconds for a holder to finish, then
@@ -56,18 +69,9 @@ def exclusive_in(folder: Path, name: str, *, wait: float = 0.0, what: str = "", 
     path = folder / f"{name}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LockHeld(
-                        f"{what or name} is already running in this data directory ({where or folder}): held by "
-                        f"{_holder(fd)}; lock file {path}. Wait for it to finish, or stop that process."
-                    ) from None
-                time.sleep(0.2)
+        _acquire(fd, fcntl.LOCK_EX, wait, lambda: LockHeld(
+            f"{what or name} is already running in this data directory ({where or folder}): held by "
+            f"{_holder(fd)}; lock file {path}. Wait for it to finish, or stop that process."))
         info = {"pid": os.getpid(), "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]])[:200],
                 "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)
@@ -88,16 +92,8 @@ def shared_in(folder: Path, name: str, *, wait: float = 0.0, what: str = "") -> 
     path = folder / f"{name}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LockHeld(f"{what or name} holds {path} exclusively ({_holder(fd)}); it did not "
-                                   f"finish within {wait:.0f}s") from None
-                time.sleep(0.2)
+        _acquire(fd, fcntl.LOCK_SH, wait, lambda: LockHeld(
+            f"{what or name} holds {path} exclusively ({_holder(fd)}); it did not finish within {wait:.0f}s"))
         try:
             yield
         finally:
