@@ -68,7 +68,7 @@ train: setup ## sweep, evaluate and register the recommenders (MLflow); write th
 similarity: setup ## user-similarity graph, heatmap matrix and communities into the ml schema
 	$(BIN)/lakehouse similarity --vectors factors --k 10
 
-housekeeping: setup ## OPTIMIZE the tables the stream appends to, then VACUUM them (7-day retention)
+housekeeping: setup ## OPTIMIZE the stream's tables, expire what is past its retention, VACUUM every table
 	$(BIN)/lakehouse housekeeping
 
 api: setup ## serve the REST API on 127.0.0.1:8000 (stopped by `make down`)

@@ -2,6 +2,9 @@
 -- read are accepted or quarantined, the accepted ones are in bronze.rating_events, the
 -- quarantined ones in bronze.quarantine, the batch's files add up to it, and its timestamps are
 -- in order. Returns one row per disagreement, with what disagrees.
+-- A batch that started before rows were removed on purpose (an erasure, the quarantine's
+-- retention: macros/removed_on_purpose.sql) may have fewer rows in bronze than its ledger counts,
+-- never more; the ledger keeps the counts, so read = accepted + quarantined still holds.
 
 with
 
@@ -66,6 +69,14 @@ files_per_batch as (
 
 ),
 
+removals as (
+
+    select
+        {{ removed_on_purpose_before('bronze.rating_events') }} as events_removed_before,
+        {{ removed_on_purpose_before('bronze.quarantine') }} as quarantine_removed_before
+
+),
+
 joined as (
 
     select
@@ -82,9 +93,12 @@ joined as (
         coalesce(files_per_batch.file_count, 0) as file_count,
         coalesce(files_per_batch.file_rows_read, 0) as file_rows_read,
         coalesce(files_per_batch.file_rows_accepted, 0) as file_rows_accepted,
-        coalesce(files_per_batch.file_rows_quarantined, 0) as file_rows_quarantined
+        coalesce(files_per_batch.file_rows_quarantined, 0) as file_rows_quarantined,
+        batches.started_at < removals.events_removed_before as events_may_be_removed,
+        batches.started_at < removals.quarantine_removed_before as quarantine_may_be_removed
 
     from batches
+    cross join removals
     left join events_per_batch
         on batches.load_id = events_per_batch.load_id
     left join quarantined_per_batch
@@ -102,8 +116,10 @@ disagreements as (
             when rows_read <> rows_accepted + rows_quarantined
                 then 'rows_read <> rows_accepted + rows_quarantined'
             when rows_accepted <> event_rows
+                and not (events_may_be_removed and event_rows < rows_accepted)
                 then 'rows_accepted <> rows in bronze.rating_events'
             when rows_quarantined <> quarantine_rows
+                and not (quarantine_may_be_removed and quarantine_rows < rows_quarantined)
                 then 'rows_quarantined <> rows in bronze.quarantine'
             when files <> file_count
                 then 'files <> rows in bronze.stream_files'

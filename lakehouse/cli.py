@@ -232,13 +232,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_housekeeping(args: argparse.Namespace) -> int:
-    from lakehouse.housekeeping import housekeep
+    from lakehouse import housekeeping
     from lakehouse.session import connect
 
     settings = _settings(args)
-    done = housekeep(connect(settings), settings=settings)
-    console.print(table("Housekeeping: OPTIMIZE, then VACUUM (default retention, 7 days)",
-                        ["table", "files before", "files after", "files vacuumed", "version"], [d.row() for d in done]))
+    housekeeping.print_report(housekeeping.run(connect(settings), settings, dry_run=args.dry_run))
     return 0
 
 
@@ -501,12 +499,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     housekeeping = sub.add_parser(
         "housekeeping",
-        help="OPTIMIZE the tables the stream appends to, then VACUUM them (default retention)",
+        help="OPTIMIZE the stream's tables, apply the retention policy, VACUUM every table",
         description="Compacts the small files the stream's micro-batches leave (one per batch) in "
         "bronze.rating_events, stream_batches, stream_files, quarantine and ml.recommendations with "
-        "Delta's OPTIMIZE, then VACUUMs them with Delta's default retention (7 days: time travel keeps "
-        "working for a week). Prints the files before and after and the table versions.",
+        "Delta's OPTIMIZE; deletes what is past its retention: processed landing files "
+        "(LAKEHOUSE_RETAIN_ARCHIVE_DAYS, 30), dead letters (LAKEHOUSE_RETAIN_DEAD_LETTER_DAYS, 30), "
+        "bronze.quarantine rows (LAKEHOUSE_RETAIN_QUARANTINE_DAYS, 90), stale checkpoints "
+        "(LAKEHOUSE_RETAIN_CHECKPOINT_DAYS, 7); then VACUUMs every table, keeping the files of the "
+        "versions of the last LAKEHOUSE_RETAIN_TABLE_VERSIONS_HOURS (168: time travel reaches a week "
+        "back). Prints what it removed and records it in governance.retention_log.",
     )
+    housekeeping.add_argument("--dry-run", action="store_true",
+                              help="say what would be removed; remove, compact and record nothing")
     housekeeping.set_defaults(func=cmd_housekeeping)
 
     quarantine = sub.add_parser(

@@ -11,15 +11,18 @@ everything is SQL or DataFrame writer options over Spark Connect:
 - `merge`: `MERGE INTO` on the table's keys, optionally deleting the unmatched rows of a scope
   (a user's old top-N that is now shorter);
 - `delete`, `version`, `history`, and `retry_conflicts` for Delta's optimistic-concurrency
-  conflicts, retried with backoff where the operation may safely run again.
+  conflicts, retried with backoff where the operation may safely run again;
+- `vacuum` with a retention of the caller's (housekeeping's policy, an erasure's 0 hours), and
+  `lakehouse_tables`, the Delta tables of the lakehouse's schemas.
 """
 from __future__ import annotations
 
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from lakehouse.tables import Table
@@ -28,6 +31,12 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 R = TypeVar("R")
+
+# The schemas the lakehouse writes: its jobs' (bronze, ml, governance) and dbt's (silver, gold).
+SCHEMAS = ("bronze", "silver", "gold", "ml", "governance")
+# Delta refuses a VACUUM that keeps less than its default (7 days) while this check is on.
+RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
+DEFAULT_RETENTION_HOURS = 168.0
 
 # Delta's conflict errors (io.delta.exceptions.*): another commit won the race; run again on the
 # new snapshot. Over Spark Connect they arrive as messages carrying the error class.
@@ -176,3 +185,48 @@ def refresh(spark: SparkSession, tables: Sequence[Table | str]) -> None:
     """Drop this session's cached plans of `tables` (Delta reads the newest snapshot anyway)."""
     for table in tables:
         spark.catalog.refreshTable(name(table))
+
+
+def local_path(uri: str) -> Path:
+    """A file: URI Spark reports (file:/x, file:///x, percent-encoded) as a local path."""
+    from urllib.parse import unquote
+
+    return Path(unquote(re.sub(r"^file:(//)?", "", uri)))
+
+
+def location(spark: SparkSession, table: Table | str) -> Path:
+    """Where the table's files are (the warehouse is on the local file system)."""
+    return local_path(spark.sql(f"describe detail {name(table)}").first()["location"])
+
+
+def lakehouse_tables(spark: SparkSession, schemas: Sequence[str] = SCHEMAS) -> Iterator[str]:
+    """Every table (no views) of `schemas` that exist, as schema.table."""
+    existing = {db.name for db in spark.catalog.listDatabases()}
+    for schema in schemas:
+        if schema in existing:
+            for table in spark.catalog.listTables(schema):
+                if not table.isTemporary and table.tableType != "VIEW":
+                    yield f"{schema}.{table.name}"
+
+
+def vacuum(spark: SparkSession, table: Table | str, hours: float, *, dry_run: bool = False) -> tuple[int, int | None]:
+    """`VACUUM ... RETAIN hours HOURS`: (files deleted, their bytes; None on a dry run). Below
+    Delta's default the caller has chosen to cut time travel short (an erasure, a configured
+    retention): the retention check is off for this statement only."""
+    statement = f"vacuum {name(table)} retain {hours:g} hours" + (" dry run" if dry_run else "")
+    short = hours < DEFAULT_RETENTION_HOURS
+    if short:
+        spark.conf.set(RETENTION_CHECK, "false")
+    try:
+        rows = spark.sql(statement).collect()
+    finally:
+        if short:
+            spark.conf.unset(RETENTION_CHECK)
+    if dry_run:
+        return len(rows), None
+    # VACUUM logs itself in the table's history: VACUUM START carries what it deleted.
+    for entry in history(spark, table, limit=4):
+        if entry["operation"] == "VACUUM START":
+            metrics = entry["operationMetrics"] or {}
+            return int(metrics.get("numFilesToDelete", 0)), int(metrics.get("sizeOfDataToDelete", 0))
+    return 0, 0

@@ -9,12 +9,11 @@ from pathlib import Path
 import argparse
 from typing import Callable
 
-from lakehouse import api_service, mlflow_ui, server, tables
+from lakehouse import api_service, housekeeping, mlflow_ui, server, tables
 from lakehouse.console import Stages, console, key_values, table
 from lakehouse.dbt_runner import LIVE_NODES, ML_NODES, run_dbt, source_freshness
 from lakehouse.ingest.load import HoldoutMismatch
 from lakehouse.ingest_command import ingest_with_progress, print_ingest_report
-from lakehouse.housekeeping import housekeep
 from lakehouse.session import connect, table_overview
 from lakehouse.settings import Settings
 from lakehouse.stream.showcase import replay_and_compare, showcase_table
@@ -121,9 +120,10 @@ def run_pipeline(settings: Settings, dataset: str, source: Path | None) -> int:
         print_provisioned(settings, provisioned)
         notes.append(provisioned.describe())
     outcome = outcome if not outcome.ok else live
-    with stages.stage("housekeeping (OPTIMIZE, VACUUM)") as notes:
-        kept = housekeep(spark, settings=settings)
-        notes.append(", ".join(f"{k.table} {k.files_before}->{k.files_after} files" for k in kept))
+    with stages.stage("housekeeping (OPTIMIZE, retention, VACUUM)") as notes:
+        kept = housekeeping.run(spark, settings)
+        housekeeping.print_report(kept)
+        notes.append(kept.describe())
     with stages.stage("REST API") as notes:
         started = api_service.up(settings)  # a running API picks up the new table versions itself
         examples = api_examples(settings, spark)

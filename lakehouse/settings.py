@@ -21,7 +21,7 @@ def _int_env(name: str, default: int) -> int:
         raise SystemExit(f"{name}={raw!r} is not an integer") from None
 
 
-def _float_env(name: str, default: float) -> float:
+def _float_env(name: str, default: float, *, zero: bool = False) -> float:
     raw = os.environ.get(name, "")
     if not raw.strip():
         return default
@@ -29,8 +29,8 @@ def _float_env(name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise SystemExit(f"{name}={raw!r} is not a number") from None
-    if not value > 0:
-        raise SystemExit(f"{name}={raw!r} must be positive")
+    if not (value >= 0 if zero else value > 0) or value == float("inf"):
+        raise SystemExit(f"{name}={raw!r} must be {'zero or more' if zero else 'positive'}")
     return value
 
 
@@ -66,6 +66,12 @@ class Settings:
     api_workers: int = 2
     api_refresh_seconds: float = 1.0
     docs_port: int = 8085  # the data catalog's site (`lakehouse docs up`)
+    # Retention (`lakehouse housekeeping`): how long each kind of kept data lives (README, Retention).
+    retain_archive_days: float = 30.0  # processed landing files, stream-archive/
+    retain_dead_letter_days: float = 30.0  # unreadable landed files, stream-dead-letter/
+    retain_quarantine_days: float = 90.0  # rows of bronze.quarantine (the ledgers keep their counts)
+    retain_checkpoint_days: float = 7.0  # checkpoints (and empty inboxes) of streams no longer run
+    retain_table_versions_hours: float = 168.0  # VACUUM RETAIN: time travel reaches this far back
     extra_conf: dict[str, str] = field(default_factory=dict)
 
     # Layout of the data directory: one place so every module agrees.
@@ -197,6 +203,11 @@ class Settings:
             "LAKEHOUSE_API_WORKERS": str(self.api_workers),
             "LAKEHOUSE_API_REFRESH_SECONDS": f"{self.api_refresh_seconds:g}",
             "LAKEHOUSE_DOCS_PORT": str(self.docs_port),
+            "LAKEHOUSE_RETAIN_ARCHIVE_DAYS": f"{self.retain_archive_days:g}",
+            "LAKEHOUSE_RETAIN_DEAD_LETTER_DAYS": f"{self.retain_dead_letter_days:g}",
+            "LAKEHOUSE_RETAIN_QUARANTINE_DAYS": f"{self.retain_quarantine_days:g}",
+            "LAKEHOUSE_RETAIN_CHECKPOINT_DAYS": f"{self.retain_checkpoint_days:g}",
+            "LAKEHOUSE_RETAIN_TABLE_VERSIONS_HOURS": f"{self.retain_table_versions_hours:g}",
         }
         if self.mlflow_tracking_uri:
             env["LAKEHOUSE_MLFLOW_TRACKING_URI"] = self.mlflow_tracking_uri
@@ -240,6 +251,11 @@ def load_settings() -> Settings:
         api_workers=_int_env("LAKEHOUSE_API_WORKERS", min(os.cpu_count() or 1, 4)),
         api_refresh_seconds=_float_env("LAKEHOUSE_API_REFRESH_SECONDS", 1.0),
         docs_port=_int_env("LAKEHOUSE_DOCS_PORT", 8085),
+        retain_archive_days=_float_env("LAKEHOUSE_RETAIN_ARCHIVE_DAYS", 30.0, zero=True),
+        retain_dead_letter_days=_float_env("LAKEHOUSE_RETAIN_DEAD_LETTER_DAYS", 30.0, zero=True),
+        retain_quarantine_days=_float_env("LAKEHOUSE_RETAIN_QUARANTINE_DAYS", 90.0, zero=True),
+        retain_checkpoint_days=_float_env("LAKEHOUSE_RETAIN_CHECKPOINT_DAYS", 7.0, zero=True),
+        retain_table_versions_hours=_float_env("LAKEHOUSE_RETAIN_TABLE_VERSIONS_HOURS", 168.0, zero=True),
     )
 
 

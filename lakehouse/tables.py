@@ -166,7 +166,18 @@ ERASURE_LOG = Table(
         ("files", T.MapType(S, L), False),  # file (relative to the data directory) -> lines or rows removed
         ("purge", S, False),  # how the old files went: REORG ... APPLY (PURGE), VACUUM RETAIN 0 HOURS, and why
         ("retrain", S, False)))  # the MLflow runs tagged for retraining
-GOVERNANCE = (ERASED_USERS, ERASURE_LOG)
+# ---- governance: retention (lakehouse/retention.py) -------------------------------------------
+
+RETENTION_LOG = Table(
+    "governance.retention_log", "housekeeping", "what each housekeeping run removed under the retention policy",
+    (), _fields(
+        ("run_id", S, False), ("ran_at", TS, False),
+        ("item", S, False),  # bronze.quarantine, stream-archive, stream-dead-letter, checkpoints, table versions
+        ("policy", S, False),  # e.g. "90 days", and the setting that sets it
+        ("cutoff", TS, False),  # what is older than this went
+        ("removed", L, False), ("unit", S, False),  # how many rows / files / checkpoints
+        ("bytes", L, True)))  # their size on disk, where known
+GOVERNANCE = (ERASED_USERS, ERASURE_LOG, RETENTION_LOG)
 
 ML = (RECOMMENDATIONS, PREDICTIONS, USER_FACTORS, ITEM_FACTORS, SIMILAR_MOVIES, MODEL_RUNS, USER_SIMILARITY,
       USER_SIMILARITY_MATRIX, USER_COMMUNITIES, COMMUNITY_SUMMARY)

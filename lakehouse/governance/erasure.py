@@ -162,19 +162,9 @@ def user_predicate(spark: SparkSession, name: str, user_id: int) -> str | None:
     return " or ".join(terms) or None
 
 
-def lakehouse_tables(spark: SparkSession) -> Iterator[str]:
-    """Every Delta table (no views) of the scanned schemas."""
-    existing = {db.name for db in spark.catalog.listDatabases()}
-    for schema in SCANNED_SCHEMAS:
-        if schema in existing:
-            for table in spark.catalog.listTables(schema):
-                if not table.isTemporary and table.tableType != "VIEW":
-                    yield f"{schema}.{table.name}"
-
-
 def _held_rows(spark: SparkSession, user_id: int) -> dict[str, tuple[str, int]]:
     held = {}
-    for name in lakehouse_tables(spark):
+    for name in delta.lakehouse_tables(spark, SCANNED_SCHEMAS):
         predicate = user_predicate(spark, name, user_id)
         if predicate is not None:
             rows = spark.table(name).where(predicate).count()
@@ -205,18 +195,8 @@ def _purge(spark: SparkSession, name: str, log: Callable[[str], None]) -> None:
     properties = {r["key"]: r["value"] for r in spark.sql(f"show tblproperties {name}").collect()}
     if properties.get("delta.enableDeletionVectors", "false").lower() == "true":
         spark.sql(f"reorg table {name} apply (purge)").collect()
-    check = "spark.databricks.delta.retentionDurationCheck.enabled"
-    spark.conf.set(check, "false")
-    try:
-        spark.sql(f"vacuum {name} retain 0 hours").collect()
-    finally:
-        spark.conf.unset(check)
+    delta.vacuum(spark, name, 0)
     log(f"erasure: {name} purged")
-
-
-def _location(spark: SparkSession, name: str) -> Path:
-    location = spark.sql(f"describe detail {name}").first()["location"]
-    return Path(re.sub(r"^file:(//)?", "", location))
 
 
 def _check_files(spark: SparkSession, names: list[str], user_id: int) -> None:
@@ -225,7 +205,7 @@ def _check_files(spark: SparkSession, names: list[str], user_id: int) -> None:
 
     pattern = re.compile(line_pattern(user_id))
     for name in names:
-        for path in _location(spark, name).rglob("*.parquet"):
+        for path in delta.location(spark, name).rglob("*.parquet"):
             if "_delta_log" in path.parts:
                 continue
             found = parquet_rows_of(pq.read_table(path), user_columns(name, pq.read_schema(path).names), user_id,

@@ -297,6 +297,7 @@ class Supervisor:
         gate = getattr(self, "_gate", None)
         status = {"state": state, "pid": os.getpid(), "query_id": str(query.id) if query is not None else None,
                   "stream_id": stream_id(self.settings), "landing": str(self.settings.stream_dir),
+                  "checkpoint": str(self.settings.stream_checkpoint),  # kept by housekeeping's retention
                   "trigger_seconds": self.settings.stream_trigger_seconds,
                   "last_progress_batch": progress.get("batchId"), **done.__dict__,
                   "restarts": self.restarts, "last_error": self.last_error,

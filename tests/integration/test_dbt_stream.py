@@ -231,3 +231,29 @@ def test_a_stale_stream_is_a_warning_not_an_error(spark, lakehouse_server, strea
     assert batches.status == "warn" and batches.age_seconds > 3 * 3600 - 600, batches
     assert outcome.returncode == 0  # a warning: `make run` goes on (lakehouse/pipeline.py)
     assert "stream.stream_batches: last load" in outcome.describe() and "(stale)" in outcome.describe()
+
+
+def test_the_ledger_test_allows_fewer_quarantine_rows_only_once_removed_on_purpose(spark, lakehouse_server,
+                                                                                   streamed: Planted):
+    """The ledger keeps a batch's counts when the retention policy deletes its quarantine rows:
+    assert_stream_batches_match_bronze accepts fewer rows in bronze.quarantine for batches that
+    started before the cutoff in governance.retention_log, and still fails a row gone without it."""
+    test = "assert_stream_batches_match_bronze"
+    [row] = spark.table(tables.QUARANTINE.name).where(F.col("load_id") == load_id(1)).collect()
+    [batch] = spark.table(tables.STREAM_BATCHES.name).where(F.col("load_id") == load_id(1)).collect()
+    delta.create_if_missing(spark, tables.RETENTION_LOG)
+    run_id = "test-retention-of-batch-1"
+    delta.delete(spark, tables.QUARANTINE, f"load_id = {delta.quote(load_id(1))}")
+    try:
+        lost = run_dbt(lakehouse_server, "test", "--select", test)
+        assert not lost.ok and any(test in f for f in lost.failures), lost.describe()
+
+        cutoff = batch.started_at + timedelta(seconds=1)  # the row was quarantined before it
+        log_row = (run_id, delta.utc_now(), tables.QUARANTINE.name, "90 days (LAKEHOUSE_RETAIN_QUARANTINE_DAYS)",
+                   cutoff, 1, "rows", None)
+        delta.append(spark.createDataFrame([log_row], tables.RETENTION_LOG.schema), tables.RETENTION_LOG)
+        expired = run_dbt(lakehouse_server, "test", "--select", test)
+        assert expired.ok, expired.failures
+    finally:
+        delta.delete(spark, tables.RETENTION_LOG, f"run_id = {delta.quote(run_id)}")
+        delta.append(spark.createDataFrame([tuple(row)], tables.QUARANTINE.schema), tables.QUARANTINE)

@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 import uuid
 from contextlib import closing, contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -510,24 +512,106 @@ def test_a_batch_whose_ledger_row_was_deleted_commits_once_and_gets_its_ledger_r
 
 
 HOUSEKEEPING_TIMEOUT = 300  # seconds; the same work on a session with LEAN_CONF takes ~30 s here
+SCRATCH = tables.Table("retention_scratch.versions", "test", "scratch: a table with old versions", (), T.StructType([
+    T.StructField("id", T.IntegerType(), False)]))
 
 
-def test_housekeeping_command(spark, bronze):
+def aged(path: Path, days: float) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("1,2,3.0,1600000000\n")
+    when = time.time() - days * 86400
+    os.utime(path, (when, when))
+    return path
+
+
+def housekeeping_cli(*args: str) -> str:
+    started = time.monotonic()
+    try:
+        result = cli("housekeeping", *args, timeout=HOUSEKEEPING_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`lakehouse housekeeping {' '.join(args)}` did not finish within {HOUSEKEEPING_TIMEOUT}s: on "
+                    "Spark's defaults each VACUUM lists files with 10000 tasks "
+                    "(spark.sql.sources.parallelPartitionDiscovery.parallelism) and each snapshot is rebuilt "
+                    "with 50 (spark.databricks.delta.snapshotPartitions)")
+    assert result.returncode == 0, result.stdout + result.stderr
+    print(f"lakehouse housekeeping {' '.join(args)}: {time.monotonic() - started:.0f}s")
+    return result.stdout
+
+
+def test_housekeeping_applies_the_retention_policy_and_says_what_it_removed(spark, bronze):
     from lakehouse.housekeeping import COMPACTED
 
+    settings = bronze
     for table in tables.BRONZE_STREAM:
         delta.create_if_missing(spark, table)
     present = [t.name for t in COMPACTED if spark.catalog.tableExists(t.name)]
-    started = time.monotonic()
-    try:
-        result = cli("housekeeping", timeout=HOUSEKEEPING_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"`lakehouse housekeeping` did not finish within {HOUSEKEEPING_TIMEOUT}s on {len(present)} small "
-                    f"tables ({', '.join(present)}): on Spark's defaults each VACUUM lists files with 10000 tasks "
-                    "(spark.sql.sources.parallelPartitionDiscovery.parallelism) and each snapshot is rebuilt with "
-                    "50 (spark.databricks.delta.snapshotPartitions)")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Housekeeping: OPTIMIZE, then VACUUM" in result.stdout
+    # Past their retention (30, 30, 90, 7 days by default) and within it, each kind.
+    old_archive = aged(settings.stream_archive_dir / "landing" / "old.csv", 31)
+    new_archive = aged(settings.stream_archive_dir / "landing" / "new.csv", 29)
+    old_dead = aged(settings.stream_dead_letter_dir / "old.bin", 40)
+    stale = settings.checkpoint_dir / "rating-events-inbox-former0000"
+    aged(stale / "offsets" / "0", 10)
+    os.utime(stale / "offsets", (time.time() - 10 * 86400,) * 2)
+    os.utime(stale, (time.time() - 10 * 86400,) * 2)
+    now = delta.utc_now()
+    load = f"retention-test-{uuid.uuid4().hex[:8]}"
+    rows = [("old.csv", 1, "x", "not a rating", tables.RATINGS.name, now - timedelta(days=91), load),
+            ("new.csv", 1, "y", "not a rating", tables.RATINGS.name, now - timedelta(days=89), load)]
+    delta.append(spark.createDataFrame(rows, tables.QUARANTINE.schema), tables.QUARANTINE)
+    mine = F.col("load_id") == load
+
+    dry = housekeeping_cli("--dry-run")
+    assert "Retention: what would be removed (dry run)" in dry, dry
+    for item, what in (("stream-archive/", "1 files"), ("stream-dead-letter/", "1 files"),
+                       ("bronze.quarantine", "1 rows"), ("checkpoints/", "1 folders")):
+        assert any(item in line and re.search(rf"[│|]\s*{what}\s", line) for line in dry.splitlines()), (item, what, dry)
+    assert old_archive.exists() and old_dead.exists() and stale.exists()
+    assert fresh(spark, tables.QUARANTINE.name).where(mine).count() == 2
+
+    out = housekeeping_cli()
+    assert "Housekeeping: OPTIMIZE, then VACUUM" in out and "Retention: removed" in out, out
     for name in present:
-        assert name in result.stdout, (name, result.stdout)
-    print(f"lakehouse housekeeping: {time.monotonic() - started:.0f}s")
+        assert name in out, (name, out)
+    assert not old_archive.exists() and new_archive.exists() and not old_dead.exists() and not stale.exists()
+    assert settings.stream_archive_dir.is_dir() and settings.checkpoint_dir.is_dir()
+    assert [r.source_file for r in fresh(spark, tables.QUARANTINE.name).where(mine).collect()] == ["new.csv"]
+    logged = {r.item: r for r in fresh(spark, tables.RETENTION_LOG.name).orderBy(F.col("ran_at").desc())
+              .limit(5).collect()}
+    assert {k: (v.removed, v.unit) for k, v in logged.items() if k != "old table versions"} == {
+        "stream-archive/": (1, "files"), "stream-dead-letter/": (1, "files"), tables.QUARANTINE.name: (1, "rows"),
+        "checkpoints/": (1, "folders")}
+    assert logged["stream-archive/"].bytes == 19 and "LAKEHOUSE_RETAIN_ARCHIVE_DAYS" in logged["stream-archive/"].policy
+    assert abs((logged[tables.QUARANTINE.name].cutoff - (now - timedelta(days=90))).total_seconds()) < 600
+    # A second run finds nothing more to remove.
+    again = housekeeping_cli("--dry-run")
+    assert any("bronze.quarantine" in line and re.search(r"[│|]\s*0 rows\s", line) for line in again.splitlines()), again
+
+
+def test_table_versions_older_than_the_retention_are_vacuumed(lean, lakehouse_server):
+    """With LAKEHOUSE_RETAIN_TABLE_VERSIONS_HOURS=0 time travel ends at the current version: the
+    old versions' files go, the current rows stay, the log says how many files and bytes."""
+    import dataclasses
+
+    from lakehouse import housekeeping
+
+    lean.sql(f"drop schema if exists {SCRATCH.layer} cascade")
+    try:
+        delta.replace(lean.createDataFrame([(1,), (2,)], SCRATCH.schema), SCRATCH)
+        delta.append(lean.createDataFrame([(3,)], SCRATCH.schema), SCRATCH)
+        delta.replace(lean.createDataFrame([(4,)], SCRATCH.schema), SCRATCH)  # versions 0 and 1 unused now
+        kept = dataclasses.replace(lakehouse_server, retain_table_versions_hours=168)
+        report = housekeeping.run(lean, kept, schemas=(SCRATCH.layer,))
+        assert report.vacuumed == {} and report.skipped == 1  # every unused file is minutes old: no VACUUM
+        assert sorted(r.id for r in lean.sql(f"select * from {SCRATCH.name} version as of 1").collect()) == [1, 2, 3]
+
+        report = housekeeping.run(lean, dataclasses.replace(kept, retain_table_versions_hours=0),
+                                  schemas=(SCRATCH.layer,))
+        files, size = report.vacuumed[SCRATCH.name]
+        assert files >= 2 and size > 0, report.vacuumed
+        (versions,) = [r for r in report.removed if r.item == "old table versions"]
+        assert (versions.removed, versions.bytes, versions.unit) == (files, size, "files")
+        assert [r.id for r in fresh(lean, SCRATCH.name).collect()] == [4]
+        with pytest.raises(Exception, match="(?i)FileNotFound|FILE_NOT_EXIST|does not exist|DELTA_FILE_NOT_FOUND"):
+            lean.sql(f"select * from {SCRATCH.name} version as of 1").collect()
+    finally:
+        lean.sql(f"drop schema if exists {SCRATCH.layer} cascade")
