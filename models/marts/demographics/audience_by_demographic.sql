@@ -8,43 +8,34 @@
 
 with
 
-users as (
+demographics as (
 
     select * from {{ ref('int_users_joined_to_lookups') }}
 
 ),
 
-user_ratings as (
+users as (
 
-    select * from {{ ref('int_ratings_aggregated_to_users') }}
-
-),
-
-user_ids as (
-
-    -- Every user, as in gold.users: raters missing from bronze.users count as "unknown".
-    select user_id from users
-    union distinct
-    select user_id from user_ratings
+    -- Every user with their activity, as gold.users has them (raters missing from bronze.users
+    -- included: they count as "unknown").
+    select * from {{ ref('users') }}
 
 ),
 
 profiles as (
 
     select
-        user_ids.user_id,
-        coalesce(users.age_band, 'unknown') as age_band,
-        coalesce(users.age_band_order, 99) as age_band_order,
-        coalesce(users.gender, 'unknown') as gender,
-        coalesce(users.occupation, 'unknown') as occupation,
-        coalesce(user_ratings.rating_count, 0) as rating_count,
-        coalesce(user_ratings.rating_mean * user_ratings.rating_count, 0) as rating_sum
+        users.user_id,
+        coalesce(demographics.age_band, 'unknown') as age_band,
+        coalesce(demographics.age_band_order, 99) as age_band_order,
+        coalesce(demographics.gender, 'unknown') as gender,
+        coalesce(demographics.occupation, 'unknown') as occupation,
+        users.rating_count,
+        coalesce(users.rating_mean * users.rating_count, 0) as rating_sum
 
-    from user_ids
-    left join users
-        on user_ids.user_id = users.user_id
-    left join user_ratings
-        on user_ids.user_id = user_ratings.user_id
+    from users
+    left join demographics
+        on users.user_id = demographics.user_id
 
 ),
 
