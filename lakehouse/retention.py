@@ -4,7 +4,8 @@
 
 - processed landing files (`stream-archive/`) and unreadable ones (`stream-dead-letter/`): files
   whose modification time (a landed file keeps its write time through the inbox and the archive)
-  is older than LAKEHOUSE_RETAIN_ARCHIVE_DAYS / LAKEHOUSE_RETAIN_DEAD_LETTER_DAYS are deleted;
+  is older than LAKEHOUSE_RETAIN_ARCHIVE_DAYS / LAKEHOUSE_RETAIN_DEAD_LETTER_DAYS are deleted
+  (the folders stay);
 - bronze.quarantine: rows quarantined longer ago than LAKEHOUSE_RETAIN_QUARANTINE_DAYS are
   deleted. The ledgers (bronze.ingest_log, bronze.stream_batches, bronze.stream_files) keep
   their counts, so "read = accepted + rejected" still adds up, and governance.retention_log
@@ -76,8 +77,9 @@ def cutoff(now: datetime, *, days: float = 0.0, hours: float = 0.0) -> datetime:
 # ---- files ------------------------------------------------------------------------------------
 
 def expire_files(folder: Path, before: datetime, *, dry_run: bool = False) -> tuple[int, int]:
-    """Delete the files under `folder` modified before `before` (naive UTC), then the folders
-    they leave empty (not `folder` itself): (files, bytes)."""
+    """Delete the files under `folder` modified before `before` (naive UTC): (files, bytes).
+    Folders stay, empty or not: Spark's archiver moves files into the same mirrored folder from
+    a thread of its own, and a folder removed under it would fail that move."""
     if not folder.is_dir():
         return 0, 0
     limit = epoch(before)
@@ -90,17 +92,7 @@ def expire_files(folder: Path, before: datetime, *, dry_run: bool = False) -> tu
             files, size = files + 1, size + stat.st_size
             if not dry_run:
                 path.unlink(missing_ok=True)
-    if not dry_run:
-        _prune_empty(folder)
     return files, size
-
-
-def _prune_empty(folder: Path) -> None:
-    for path in sorted((p for p in folder.rglob("*") if p.is_dir() and not p.is_symlink()), reverse=True):
-        try:
-            path.rmdir()  # only when empty
-        except OSError:
-            pass
 
 
 def epoch(at: datetime) -> float:

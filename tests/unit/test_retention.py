@@ -37,7 +37,7 @@ def settings(tmp_path) -> Settings:
                     superset_env_file=tmp_path / ".env")
 
 
-def test_files_older_than_the_cutoff_go_with_the_folders_they_empty(tmp_path):
+def test_files_older_than_the_cutoff_go_and_the_folders_stay(tmp_path):
     archive = tmp_path / "archive"
     old = [aged(archive / "tmp" / "landing" / "a.csv", 31), aged(archive / "b.csv", 45, "x" * 100)]
     young = [aged(archive / "c.csv", 29), aged(archive / "tmp" / "other" / "d.csv", 1)]
@@ -48,8 +48,7 @@ def test_files_older_than_the_cutoff_go_with_the_folders_they_empty(tmp_path):
 
     assert retention.expire_files(archive, before) == (2, 18 + 100)
     assert not any(p.exists() for p in old) and all(p.exists() for p in young)
-    assert not (archive / "tmp" / "landing").exists()  # emptied, so gone
-    assert (archive / "tmp" / "other").is_dir() and archive.is_dir()  # the root stays, even if empty
+    assert (archive / "tmp" / "landing").is_dir()  # Spark's archiver may be moving a file into it
     assert retention.expire_files(archive, before) == (0, 0)  # nothing left to do
     assert retention.expire_files(tmp_path / "missing", before) == (0, 0)
 
