@@ -16,6 +16,10 @@ DATASET ?= ml-100k
 # there is one (these machines cannot reach GroupLens), else empty = download the official zip.
 MOVIELENS_SOURCE ?= $(wildcard $(abspath $(CURDIR)/../shared/data/movielens/$(DATASET)))
 PYTEST_ARGS ?=
+# uv installs the same pinned lock files as pip would, in parallel and from its cache: a fresh
+# install of both virtualenvs takes about a minute instead of ten.
+UV_VERSION := 0.13.9
+UV_PIP := $(BIN)/uv pip --quiet
 
 export LAKEHOUSE_HOME LAKEHOUSE_MLFLOW_DIR MOVIELENS_SOURCE
 
@@ -38,8 +42,9 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or 3.12 is required"; exit 1; }
 	@$(PYTHON) -c 'import sys; v = sys.version_info; sys.exit(0 if (3, 11) <= v[:2] <= (3, 12) else "Python 3.11 or 3.12 is required, found %d.%d" % v[:2])'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV_PIP) install --python $(BIN)/python -r requirements.lock
+	$(UV_PIP) install --python $(BIN)/python --no-deps --no-build-isolation -e .
 	@touch $@
 
 setup: check-java $(VENV)/.installed ## create .venv and install the pinned dependencies (idempotent)

@@ -29,8 +29,13 @@
                 ~ " where item = '" ~ table_name ~ "' and removed > 0") -%}
         {%- endif -%}
     {%- endif -%}
+    {#- Spark's greatest() wants two arguments at least. -#}
+    {%- if parts -%}
     greatest(
         {%- for part in parts %}coalesce(({{ part }}), {{ never }}), {% endfor -%}
         {{ never }}
     )
+    {%- else -%}
+    {{ never }}
+    {%- endif -%}
 {%- endmacro %}
