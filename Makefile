@@ -23,7 +23,7 @@ UV_PIP := $(BIN)/uv pip --quiet
 
 export LAKEHOUSE_HOME LAKEHOUSE_MLFLOW_DIR MOVIELENS_SOURCE
 
-.PHONY: help setup check-java run up down status ingest dbt-build train similarity housekeeping mlflow api docs test test-jars test-unit bench bench-ml bench-stream bench-readers bench-soak bench-api lock clean \
+.PHONY: help setup check-java run up down status ingest dbt-build train similarity housekeeping mlflow api docs test test-jars test-fast bench bench-ml bench-stream bench-readers bench-soak bench-api lock clean \
 	superset-setup superset superset-import superset-check superset-lock check-chromium
 
 help: ## list the targets
@@ -122,11 +122,13 @@ test-jars: setup
 test: setup superset-setup check-chromium test-jars ## run the test suite (starts its own server on free ports; never touches yours)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-unit: setup ## unit tests only (no Spark)
-	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+# The inner loop: parsers, rules, settings, the API on small Delta tables written without Spark,
+# the data catalog. No server starts; `make test` runs these and everything that needs Spark.
+test-fast: setup ## the inner loop: every test that needs no Spark server (parsers, API, catalog, ...)
+	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
 
-bench: setup ## time each pipeline stage on ml-100k and synthetic 1M ratings (writes bench/results/)
-	$(BIN)/python bench/pipeline.py
+bench: superset-setup ## profile `make run` on ml-100k: each stage's time, Spark jobs and statements, beside its floor
+	$(BIN)/python bench/pipeline.py $(BENCH_ARGS)
 
 # scikit-surprise is a benchmark-only dependency: it compiles C extensions (needs gcc and the
 # Python headers), so it stays out of the product's lock.

@@ -57,8 +57,9 @@ def api_examples(settings: Settings, spark) -> list[str]:
     ]
 
 
-def run_pipeline(settings: Settings, dataset: str, source: Path | None) -> int:
-    stages = Stages()
+def run_pipeline(settings: Settings, dataset: str, source: Path | None, stages: Stages | None = None) -> int:
+    """The pipeline's exit code; `stages` (when given) keeps each stage's timing for the caller."""
+    stages = stages if stages is not None else Stages()
     with stages.stage("lakehouse server") as notes:
         state, started = server.up(settings)
         notes.append(("started" if started else "already running") + f", Delta Lake {state.delta_version}")
