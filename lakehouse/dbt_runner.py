@@ -17,6 +17,20 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 ML_NODES = "source:ml+"
 # The nodes that read the stream's tables: rebuilt after new ratings stream in, so gold has them.
 LIVE_NODES = "source:stream+"
+# The data tests that check what the stream adds: its sources, its staging and singular tests, the
+# union with the batch ratings, gold.ratings and the live marts. The aggregates' own tests (43 of
+# the 87 downstream of the stream) ran in the full build; a rebuild after the stream skips them.
+STREAM_TESTS = (
+    "source:stream,resource_type:test",
+    f"{LIVE_NODES},resource_type:test,path:models/staging",
+    f"{LIVE_NODES},resource_type:test,path:models/marts/stream",
+    f"{LIVE_NODES},resource_type:test,path:data_tests",
+    "int_ratings_unioned_with_stream+1,resource_type:test",  # +1: the tests on the model itself
+    "ratings+1,resource_type:test",
+)
+# `dbt build` arguments for the rebuild after the stream: the models downstream of it, and those
+# tests only (`empty`: a selected model brings none of its tests along).
+LIVE_BUILD = ("--select", f"{LIVE_NODES},resource_type:model", *STREAM_TESTS, "--indirect-selection", "empty")
 
 
 @dataclass(frozen=True)

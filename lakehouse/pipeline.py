@@ -11,7 +11,7 @@ from typing import Callable
 
 from lakehouse import api_service, housekeeping, mlflow_ui, server, tables
 from lakehouse.console import Stages, console, key_values, table
-from lakehouse.dbt_runner import LIVE_NODES, ML_NODES, run_dbt, source_freshness
+from lakehouse.dbt_runner import LIVE_BUILD, ML_NODES, run_dbt, source_freshness
 from lakehouse.ingest.load import HoldoutMismatch
 from lakehouse.ingest_command import ingest_with_progress, print_ingest_report
 from lakehouse.session import connect, table_overview
@@ -114,7 +114,7 @@ def run_pipeline(settings: Settings, dataset: str, source: Path | None, stages: 
             console.print(f"[yellow]warning:[/] source {stale.describe()}")
         notes.append(freshness.describe())
     with stages.stage("dbt build (live marts)") as notes:
-        live = run_dbt(settings, "build", "--select", LIVE_NODES)
+        live = run_dbt(settings, "build", *LIVE_BUILD)
         notes.append(live.describe())
     with stages.stage("Superset dashboards") as notes:
         provisioned = superset.provision(settings, say=console.print)

@@ -332,6 +332,9 @@ def test_each_server_gets_its_own_session(crash_server, lakehouse_server):
         assert not mine.catalog.databaseExists("only_on_the_second_server")
     finally:
         other.sql("drop database if exists only_on_the_second_server")
+        # Stopped while its server answers: a session left to interpreter exit after its server
+        # is gone has pyspark's atexit hook retry for about ten minutes.
+        other.stop()
 
 
 def stream_until_a_batch_starts(crash_server, landing: Path, first_user: int, per_file: int):

@@ -12,7 +12,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from lakehouse import delta, tables
-from lakehouse.dbt_runner import ML_NODES, run_dbt
+from lakehouse.dbt_runner import ML_NODES, STREAM_TESTS, run_dbt
 from tests.integration.conftest import count, ingest
 
 QUERY_ID = "test-query"
@@ -139,8 +139,13 @@ def rating_of(spark, user_id: int, movie_id: int):
 
 
 def test_dbt_build_with_stream(spark, lakehouse_server, streamed: Planted):
-    outcome = run_dbt(lakehouse_server, "build", "--exclude", ML_NODES)
+    outcome = run_dbt(lakehouse_server, "build", "--exclude", ML_NODES, "--exclude-resource-type", "test",
+                      "--exclude-resource-type", "unit_test")
     assert outcome.ok, outcome.failures
+    # The tests of what the stream adds (the rest of gold's are test_dbt's, without a stream).
+    tested = run_dbt(lakehouse_server, "test", "--select", *STREAM_TESTS, "--exclude", ML_NODES,
+                     "--indirect-selection", "empty")
+    assert tested.ok, tested.failures
 
     # gold.ratings: batch and stream together, the latest rating of each pair winning.
     n_batch_pairs = spark.table(tables.RATINGS.name).select("user_id", "movie_id").distinct().count()
