@@ -16,9 +16,6 @@ DATASET ?= ml-100k
 # there is one (these machines cannot reach GroupLens), else empty = download the official zip.
 MOVIELENS_SOURCE ?= $(wildcard $(abspath $(CURDIR)/../shared/data/movielens/$(DATASET)))
 PYTEST_ARGS ?=
-# Two pytest-xdist workers, each with its own lakehouse server: much of a test's time is a server
-# waiting (a stream's trigger, a JVM starting, dbt parsing), which the other worker fills.
-TEST_WORKERS ?= 2
 # uv installs the same pinned lock files as pip would, in parallel and from its cache: a fresh
 # install of both virtualenvs takes about a minute instead of ten.
 UV_VERSION := 0.13.9
@@ -122,8 +119,8 @@ superset-lock: ## re-resolve superset/requirements.lock from superset/requiremen
 test-jars: setup
 	LAKEHOUSE_JAR_CACHE=$(CURDIR)/.cache/jars $(BIN)/lakehouse jars
 
-test: setup superset-setup check-chromium test-jars ## run the test suite (starts its own servers on free ports; never touches yours)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+test: setup superset-setup check-chromium test-jars ## run the test suite (starts its own server on free ports; never touches yours)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The inner loop: parsers, rules, settings, the API on small Delta tables written without Spark,
 # the data catalog. No server starts; `make test` runs these and everything that needs Spark.

@@ -13,24 +13,6 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_ML_100K = REPO.parent / "shared" / "data" / "movielens" / "ml-100k"
 
 
-# `make test` runs the suite on two pytest-xdist workers, a module at a time (--dist loadfile):
-# each worker has its own session server, and a module's fixtures stay on one worker. Each worker
-# takes the next module when it is nearly done, so the slowest go first (minutes in a one-worker run
-# on the 2-core machine) and the short ones fill in at the end.
-SLOWEST_FIRST = (
-    "test_ml100k", "test_crash_delta", "test_superset", "test_dbt", "test_concurrency", "test_readers",
-    "test_delta", "test_ingest", "test_dbt_stream", "test_api_delta", "test_ingest_holdout", "test_cli_exit",
-    "test_stream", "test_server", "test_train",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    if not os.environ.get("PYTEST_XDIST_WORKER"):  # one process: the files' own order
-        return
-    rank = {name: index for index, name in enumerate(SLOWEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: a module's order is kept
-
-
 @pytest.fixture(scope="session")
 def lakehouse_settings(tmp_path_factory):
     """Settings for the test server; also exported so dbt (profiles.yml) and the CLI see them."""
