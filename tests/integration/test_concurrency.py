@@ -286,7 +286,7 @@ def test_dbt_build_while_the_stream_appends(spark, bronze_loaded, tmp_path):
     try:
         lander.start()
         # Seeds and models: the writes that race the stream's appends. The data tests only read
-        # (test_readers.py runs them beside the writers; test_dbt.py checks what they assert).
+        # (test_dbt.py and test_dbt_stream.py run them).
         outcome = run_dbt(settings, "build", "--exclude", ML_NODES, "--exclude-resource-type", "unit_test",
                           "--exclude-resource-type", "test")
         landed = lander.finish()

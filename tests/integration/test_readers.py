@@ -36,10 +36,9 @@ READS = {
     "gold.ratings": "select count(*) from gold.ratings",
 }
 # The concurrent build rebuilds what the readers read (gold.movies, gold.ratings) and what those
-# are built from, with their data tests; dbt's unit tests run on fixtures, not on these tables.
-DBT_BUILD = ("build", "--select", "+movies", "+ratings", "--exclude-resource-type", "unit_test")
-# The set-up builds seeds and models only (the data tests run in the concurrent build).
-SETUP_BUILD = (*DBT_BUILD, "--exclude-resource-type", "test")
+# are built from: seeds and models, the writes (the data tests are test_dbt's and test_dbt_stream's).
+DBT_BUILD = ("build", "--select", "+movies", "+ratings", "--exclude-resource-type", "unit_test",
+             "--exclude-resource-type", "test")
 REPLAY_SECONDS = 30.0  # at least this long; on until the other writers are done
 
 @dataclass
@@ -90,7 +89,7 @@ def readers_setup(spark, lakehouse_server, synthetic_100k_layout, tmp_path_facto
                                    stream_trigger_seconds=1.0)
     ingest(spark, settings, "ml-100k", synthetic_100k_layout, replace=True)
     # --full-refresh: the incremental gold.ratings forgets what an earlier test's bronze held.
-    outcome = run_dbt(settings, *SETUP_BUILD, "--full-refresh")
+    outcome = run_dbt(settings, *DBT_BUILD, "--full-refresh")
     assert outcome.ok, outcome.failures
     lakehouse_cli(settings, "train", "--task", "ranking", "--grid", "quick")
     job.stop(settings)
