@@ -27,6 +27,7 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import reduce
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -149,7 +150,7 @@ def ensure_tables(spark: SparkSession) -> set[str]:
             add_missing_columns(spark, table)
         return created
 
-    spark.sql("create schema if not exists bronze")
+    spark.sql("create schema if not exists bronze")  # once, before the threads race to create it
     # One table per thread: each is a few metastore and Delta-log round trips, and the server
     # overlaps them (a Connect session takes concurrent requests); one after another they were a
     # third of a fresh ingest's time.
@@ -198,12 +199,9 @@ def recover_unfinished_loads(spark: SparkSession, fresh: set[str] = frozenset())
         return []
     done = {r.load_id for r in committed(spark).select("load_id").distinct().collect()}
     # Every table's loads in one query (one round trip, not one per table).
+    loads = [spark.table(t.name).select(F.lit(t.name).alias("table_name"), "load_id").distinct() for t in loaded]
     present: dict[str, set[str]] = {}
-    union = None
-    for table in loaded:
-        loads = spark.table(table.name).select(F.lit(table.name).alias("table_name"), "load_id").distinct()
-        union = loads if union is None else union.unionByName(loads)
-    for row in union.collect():
+    for row in reduce(DataFrame.unionByName, loads).collect():
         present.setdefault(row.table_name, set()).add(row.load_id)
     dropped = []
     for table in loaded:
