@@ -83,13 +83,19 @@ def run(spark: SparkSession, settings: Settings, *, dry_run: bool = False,
         report.removed = retention.apply(spark, settings, now, dry_run=dry_run)
         before = retention.cutoff(now, hours=hours)
         compacted = {k.table for k in report.compacted}
-        for name in delta.lakehouse_tables(spark, schemas):
-            if name in compacted:
-                continue  # vacuumed right after its OPTIMIZE
+
+        def vacuum(name: str) -> tuple[str, tuple[int, int | None] | None]:
             if not _has_files_older_than(spark, name, before):
+                return name, None
+            return name, delta.vacuum(spark, name, hours, dry_run=dry_run)
+
+        # The tables compacted above were vacuumed right after their OPTIMIZE.
+        others = [name for name in delta.lakehouse_tables(spark, schemas) if name not in compacted]
+        for name, vacuumed in delta.per_table(vacuum, others):
+            if vacuumed is None:
                 report.skipped += 1
-                continue
-            report.vacuumed[name] = delta.vacuum(spark, name, hours, dry_run=dry_run)
+            else:
+                report.vacuumed[name] = vacuumed
         for k in report.compacted:
             report.vacuumed[k.table] = (k.files_vacuumed, k.bytes_vacuumed)
         files = sum(n for n, _ in report.vacuumed.values())
@@ -104,18 +110,18 @@ def run(spark: SparkSession, settings: Settings, *, dry_run: bool = False,
 
 
 def _compact(spark: SparkSession, targets, hours: float) -> list[Housekept]:
-    done = []
-    for table in targets:
+    def compact(table) -> Housekept | None:
         if not spark.catalog.tableExists(table.name):
-            continue
+            return None
         before = _files(spark, table.name)
         # OPTIMIZE only rewrites files; a concurrent append (the stream) does not conflict with it,
         # a concurrent merge or replace may: run it again on the new snapshot.
         delta.retry_conflicts(lambda: spark.sql(f"optimize {table.name}").collect(), what=f"optimize {table.name}")
         after = _files(spark, table.name)
         vacuumed, size = delta.vacuum(spark, table.name, hours)
-        done.append(Housekept(table.name, before, after, vacuumed, delta.version(spark, table.name), size))
-    return done
+        return Housekept(table.name, before, after, vacuumed, delta.version(spark, table.name), size)
+
+    return [done for done in delta.per_table(compact, targets) if done is not None]
 
 
 def _has_files_older_than(spark: SparkSession, name: str, before) -> bool:

@@ -13,6 +13,22 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_ML_100K = REPO.parent / "shared" / "data" / "movielens" / "ml-100k"
 
 
+# Modules that only read the lakehouse test_ml100k's `make run` pipeline fills run right after it,
+# before any other module loads bronze again, and use it (tests/integration/conftest.py,
+# pipeline_lakehouse); on their own, or without ml-100k, they build their own.
+READ_THE_PIPELINE = ("test_superset.py",)
+PIPELINE_MODULE = "test_ml100k.py"
+
+
+def pytest_collection_modifyitems(session, config, items):
+    readers = [item for item in items if item.path.name in READ_THE_PIPELINE]
+    if not readers or not any(item.path.name == PIPELINE_MODULE for item in items):
+        return
+    rest = [item for item in items if item.path.name not in READ_THE_PIPELINE]
+    last = max(i for i, item in enumerate(rest) if item.path.name == PIPELINE_MODULE)
+    items[:] = rest[:last + 1] + readers + rest[last + 1:]
+
+
 @pytest.fixture(scope="session")
 def lakehouse_settings(tmp_path_factory):
     """Settings for the test server; also exported so dbt (profiles.yml) and the CLI see them."""

@@ -107,15 +107,18 @@ def forget_user(spark: SparkSession, settings: Settings, user_id: int, *,
                 erasure.files[_relative(settings, path)] = removed
                 log(f"erasure: {removed:,} records removed from {path}")
             held = _held_rows(spark, user_id)
-            for name, (predicate, rows) in held.items():
+
+            def delete(name: str) -> None:
+                predicate, rows = held[name]
                 delta.retry_conflicts(lambda: delta.delete(spark, name, predicate), what=f"delete from {name}", log=log)
-                erasure.tables[name] = rows
                 log(f"erasure: {rows:,} rows deleted from {name}")
+
+            delta.per_table(delete, held)
+            erasure.tables.update({name: rows for name, (_, rows) in held.items()})
             rebuilt = _rebuild_marts(settings, log)
             touched = sorted({*held, *rebuilt})
-            for name in touched:
-                _purge(spark, name, log)
-                erasure.purged.append(name)
+            delta.per_table(lambda name: _purge(spark, name, log), touched)
+            erasure.purged.extend(touched)
             _check_files(spark, touched, user_id)
         erasure.retrain = _tag_runs_for_retraining(settings, erasure.erasure_id)
         _audit(spark, erasure, requested_at)
@@ -163,14 +166,13 @@ def user_predicate(spark: SparkSession, name: str, user_id: int) -> str | None:
 
 
 def _held_rows(spark: SparkSession, user_id: int) -> dict[str, tuple[str, int]]:
-    held = {}
-    for name in delta.lakehouse_tables(spark, SCANNED_SCHEMAS):
+    """Each table that holds rows of the user: (the predicate of its rows, how many)."""
+    def rows_of(name: str) -> tuple[str, str | None, int]:
         predicate = user_predicate(spark, name, user_id)
-        if predicate is not None:
-            rows = spark.table(name).where(predicate).count()
-            if rows:
-                held[name] = (predicate, rows)
-    return held
+        return name, predicate, spark.table(name).where(predicate).count() if predicate is not None else 0
+
+    found = delta.per_table(rows_of, delta.lakehouse_tables(spark, SCANNED_SCHEMAS))
+    return {name: (predicate, rows) for name, predicate, rows in found if rows}
 
 
 def _rebuild_marts(settings: Settings, log: Callable[[str], None]) -> list[str]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import reduce
 from datetime import datetime, timezone
@@ -151,11 +150,7 @@ def ensure_tables(spark: SparkSession) -> set[str]:
         return created
 
     spark.sql("create schema if not exists bronze")  # once, before the threads race to create it
-    # One table per thread: each is a few metastore and Delta-log round trips, and the server
-    # overlaps them (a Connect session takes concurrent requests); one after another they were a
-    # third of a fresh ingest's time.
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="ensure-bronze") as pool:
-        created = list(pool.map(ensure, wanted))
+    created = delta.per_table(ensure, wanted)
     return {table.name for table, new in zip(wanted, created) if new}
 
 

@@ -7,16 +7,21 @@ from pathlib import Path
 import pytest
 
 from lakehouse.pipeline import REPLAYED_RATINGS, run_pipeline
-from tests.integration.conftest import count, fresh
+from tests.integration.conftest import count, fresh, pipeline_built
 
 
 @pytest.fixture(scope="module", autouse=True)
-def stop_the_stream_afterwards(lakehouse_server):
-    """The pipeline leaves the stream running, as `make run` does; later modules start their own."""
+def stop_the_services_afterwards(lakehouse_server):
+    """The pipeline leaves the stream, the API and the MLflow UI running, as `make run` does; later
+    modules start their own stream, and no later module needs the others (the API would reload
+    every table each of them rewrites, beside their work)."""
     yield
+    from lakehouse import api_service, mlflow_ui
     from lakehouse.stream import job
 
     job.stop(lakehouse_server)
+    api_service.down(lakehouse_server)
+    mlflow_ui.down(lakehouse_server)
 
 
 def test_make_run_pipeline_on_ml_100k(spark, lakehouse_server, shared_ml_100k, capsys):
@@ -58,6 +63,7 @@ def test_make_run_pipeline_on_ml_100k(spark, lakehouse_server, shared_ml_100k, c
     assert count(spark, "ml.recommendations") == recommended_users * 10 and recommended_users > 800
     with urllib.request.urlopen(mlflow_ui.url(lakehouse_server) + "/health", timeout=10) as response:
         assert response.status == 200
+    pipeline_built(lakehouse_server)  # test_superset reads this lakehouse next
 
 
 def test_the_api_serves_ml_100k(spark, lakehouse_server, shared_ml_100k):

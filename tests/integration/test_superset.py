@@ -1,5 +1,6 @@
-"""Superset against the test lakehouse: every mart the dashboards read is built on synthetic data
-(dbt, the recommender jobs, a short stream), the bundle is imported, every chart's data endpoint
+"""Superset against the test lakehouse: every mart the dashboards read, as `make run`'s pipeline
+built it on ml-100k (test_ml100k, run just before), or else built here on synthetic data (dbt, the
+recommender jobs, a short stream); the bundle is imported, every chart's data endpoint
 must return rows, importing is idempotent, and headless Chromium must render every dashboard
 without an error panel (screenshots in test-artifacts/superset/)."""
 from __future__ import annotations
@@ -16,7 +17,7 @@ import yaml
 
 from lakehouse.dbt_runner import ML_NODES, run_dbt
 from lakehouse.superset import bundle, service
-from tests.integration.conftest import ingest
+from tests.integration.conftest import ingest, pipeline_lakehouse
 from tests.integration.helpers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -40,12 +41,16 @@ def streamed_lines(spark) -> int:
 
 @pytest.fixture(scope="module")
 def marts(spark, lakehouse_server, synthetic_100k_layout, tmp_path_factory):
-    """Every mart of superset/dashboards.yml, on synthetic data, built the way `make run` builds them."""
+    """Every mart of superset/dashboards.yml: the ones `make run`'s pipeline built on ml-100k in
+    test_ml100k just before, or else on synthetic data, built the way `make run` builds them."""
     from lakehouse.cli import build_parser
     from lakehouse.stream import job, replay
     from ml.similarity_job import run_similarity
     from ml.train import run_training
 
+    if (prepared := pipeline_lakehouse(lakehouse_server)) is not None:
+        print("the marts of test_ml100k's `make run` pipeline on ml-100k")
+        return prepared
     settings = dataclasses.replace(lakehouse_server, stream_dir=tmp_path_factory.mktemp("superset-landing"),
                                    stream_trigger_seconds=1.0)
     ingest(spark, settings, "ml-100k", synthetic_100k_layout, replace=True)
