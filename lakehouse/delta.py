@@ -242,7 +242,7 @@ def per_table(operation: Callable[[T], R], items: Iterable[T], *, threads: int =
     """`operation(item)` for every item, up to `threads` at a time; the results in the items'
     order, the first error raised. A table's DDL, count, DELETE or VACUUM is mostly metastore and
     Delta-log round trips, which the server overlaps (a Connect session takes concurrent
-    requests): one table after another, they were a third of a fresh ingest's time."""
+    requests): one table after another, creating bronze's tables was a third of a fresh ingest."""
     items = list(items)
     if len(items) <= 1:
         return [operation(item) for item in items]

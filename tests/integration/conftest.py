@@ -57,15 +57,16 @@ def count(spark, table: str) -> int:
 _PIPELINE_BUILT: dict[Path, int | None] = {}
 
 
-def _ingest_version(settings) -> int | None:
+def _table_version(settings, name: str) -> int | None:
+    """The table's latest Delta version, read from its log (no Spark); None when it has none."""
     from api.delta_tables import latest_version, table_path
 
-    return latest_version(table_path(settings.warehouse_dir, "bronze.ingest_log"))
+    return latest_version(table_path(settings.warehouse_dir, name))
 
 
 def pipeline_built(settings) -> None:
     """Said by test_ml100k once `make run`'s pipeline passed on ml-100k."""
-    _PIPELINE_BUILT[settings.home] = _ingest_version(settings)
+    _PIPELINE_BUILT[settings.home] = _table_version(settings, "bronze.ingest_log")
 
 
 def pipeline_lakehouse(settings):
@@ -73,8 +74,9 @@ def pipeline_lakehouse(settings):
     champion, a streamed batch, Superset provisioned), when it ran in this session and nothing
     has loaded bronze since; else None. Tests that only read it need not build their own: they
     run right after test_ml100k (tests/conftest.py orders them)."""
-    built = _PIPELINE_BUILT.get(settings.home, -1)
-    return settings if built != -1 and built == _ingest_version(settings) else None
+    if settings.home in _PIPELINE_BUILT and _PIPELINE_BUILT[settings.home] == _table_version(settings, "bronze.ingest_log"):
+        return settings
+    return None
 
 
 # Data directory -> Delta versions of the tables served_lakehouse built (see below).
@@ -83,9 +85,7 @@ _SERVED_INPUTS = ("bronze.ingest_log", "bronze.movies", "gold.movies", "gold.rat
 
 
 def _served_inputs(settings) -> dict[str, int | None]:
-    from api.delta_tables import latest_version, table_path
-
-    return {name: latest_version(table_path(settings.warehouse_dir, name)) for name in _SERVED_INPUTS}
+    return {name: _table_version(settings, name) for name in _SERVED_INPUTS}
 
 
 @pytest.fixture(scope="module")
