@@ -23,7 +23,7 @@ UV_PIP := $(BIN)/uv pip --quiet
 
 export LAKEHOUSE_HOME LAKEHOUSE_MLFLOW_DIR MOVIELENS_SOURCE
 
-.PHONY: help setup check-java run up down status ingest dbt-build train similarity housekeeping mlflow api docs test test-jars test-fast bench bench-ml bench-stream bench-readers bench-soak bench-api lock clean \
+.PHONY: help setup check-java run up down status ingest dbt-build train similarity housekeeping mlflow api docs test test-jars test-fast bench bench-grids bench-ml bench-stream bench-readers bench-soak bench-api lock clean \
 	superset-setup superset superset-import superset-check superset-lock check-chromium
 
 help: ## list the targets
@@ -129,6 +129,9 @@ test-fast: setup ## the inner loop: every test that needs no Spark server (parse
 
 bench: superset-setup ## profile `make run` on ml-100k: each stage's time, Spark jobs and statements, beside its floor
 	$(BIN)/python bench/pipeline.py $(BENCH_ARGS)
+
+bench-grids: setup ## the default training grid beside the full sweep on ml-100k: time, champion RMSE and NDCG@10
+	$(BIN)/python bench/grids.py
 
 # scikit-surprise is a benchmark-only dependency: it compiles C extensions (needs gcc and the
 # Python headers), so it stays out of the product's lock.

@@ -1,24 +1,28 @@
 """`make run`: start the server, ingest MovieLens (the latest 10% held out), build the dbt project,
-train the recommenders, build the similarity graph, build the ml marts, serve the MLflow UI, start
-the stream and replay held-out ratings into it, check the sources' freshness (a warning when
-bronze is stale), print a summary."""
+train the recommenders, build the similarity graph, build the ml marts, start the stream and replay
+held-out ratings into it, check the sources' freshness (a warning when bronze is stale), import
+the dashboards, run the housekeeping, serve the API, print a summary. The MLflow UI and Superset
+start beside the first stages, the stream beside the similarity graph and the ml marts, the
+housekeeping beside the dashboards' import."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import argparse
+from pathlib import Path
 from typing import Callable
 
 from lakehouse import api_service, housekeeping, mlflow_ui, server, tables
+from lakehouse.beside import Beside
 from lakehouse.console import Stages, console, key_values, table
 from lakehouse.dbt_runner import LIVE_BUILD, ML_NODES, run_dbt, source_freshness
 from lakehouse.ingest.load import HoldoutMismatch
 from lakehouse.ingest_command import ingest_with_progress, print_ingest_report
 from lakehouse.session import connect, table_overview
 from lakehouse.settings import Settings
+from lakehouse.stream import job
 from lakehouse.stream.showcase import replay_and_compare, showcase_table
 from lakehouse.superset import service as superset
 from lakehouse.superset.cli import print_provisioned
+from ml import tracking
 from ml.similarity_job import add_arguments as add_similarity_arguments
 from ml.similarity_job import print_outcome as print_similarity
 from ml.similarity_job import run_similarity
@@ -34,6 +38,8 @@ SIMILARITY_FLAGS = ["--vectors", "factors", "--k", "10"]
 # The latest 10% of ratings by time stay out of the initial load; the stream stage replays some.
 HOLDOUT_FRACTION = 0.1
 REPLAYED_RATINGS = 1000
+# Ratings per second of the replay: 1,000 land in 2 s, two or three batches at the default trigger.
+REPLAY_RATE = 500.0
 
 
 def _job_arguments(add_arguments: Callable[[argparse.ArgumentParser], None], argv: list[str] = ()) -> argparse.Namespace:
@@ -57,12 +63,24 @@ def api_examples(settings: Settings, spark) -> list[str]:
     ]
 
 
+def _mlflow_up(settings: Settings) -> bool:
+    import mlflow
+
+    # The tracking store's schema before the UI starts: the two never both create it.
+    tracking.configure(settings)
+    mlflow.search_experiments(max_results=1)
+    return mlflow_ui.up(settings)
+
+
 def run_pipeline(settings: Settings, dataset: str, source: Path | None, stages: Stages | None = None) -> int:
     """The pipeline's exit code; `stages` (when given) keeps each stage's timing for the caller."""
     stages = stages if stages is not None else Stages()
     with stages.stage("lakehouse server") as notes:
         state, started = server.up(settings)
         notes.append(("started" if started else "already running") + f", Delta Lake {state.delta_version}")
+    beside = Beside()
+    beside.start("mlflow", lambda say: _mlflow_up(settings))
+    beside.start("superset", lambda say: superset.up(settings, say=say))
     spark = connect(settings)
     with stages.stage(f"ingest {dataset}") as notes:
         try:
@@ -89,9 +107,12 @@ def run_pipeline(settings: Settings, dataset: str, source: Path | None, stages: 
         console.print(f"[red]dbt build failed:[/] {', '.join(outcome.failures) or 'see the dbt log'}")
         return 1
     with stages.stage("train recommenders (MLflow)") as notes:
+        beside.wait("mlflow", notes, f"MLflow UI on {mlflow_ui.url(settings)}")
         trained = run_training(spark, settings, _job_arguments(add_train_arguments))
         print_training(trained)
         notes.append(", ".join(f"{name} v{version} @champion" for name, version in trained.registered.items()))
+    # The stream starts beside the next stages: its fold-in has a champion from here on.
+    beside.start("stream", lambda say: job.detach(settings) if job.running_pid(settings) is None else None)
     with stages.stage("user similarity + communities") as notes:
         similarity = run_similarity(spark, settings, _job_arguments(add_similarity_arguments, SIMILARITY_FLAGS))
         print_similarity(similarity)
@@ -99,11 +120,9 @@ def run_pipeline(settings: Settings, dataset: str, source: Path | None, stages: 
     with stages.stage("dbt build (ml marts)") as notes:
         outcome = run_dbt(settings, "build", "--select", ML_NODES)
         notes.append(outcome.describe())
-    with stages.stage("MLflow UI") as notes:
-        started = mlflow_ui.up(settings)
-        notes.append(f"{'started' if started else 'already running'} on {mlflow_ui.url(settings)}")
     with stages.stage("stream: replay held-out ratings, fold them in") as notes:
-        showcase = replay_and_compare(spark, settings, limit=REPLAYED_RATINGS)
+        beside.wait("stream", notes, "the stream", lambda pid: pid is not None)
+        showcase = replay_and_compare(spark, settings, limit=REPLAYED_RATINGS, rate=REPLAY_RATE)
         console.print(showcase_table(showcase))
         notes.append(showcase.describe())
     with stages.stage("source freshness (dbt)") as notes:
@@ -116,13 +135,17 @@ def run_pipeline(settings: Settings, dataset: str, source: Path | None, stages: 
     with stages.stage("dbt build (live marts)") as notes:
         live = run_dbt(settings, "build", *LIVE_BUILD)
         notes.append(live.describe())
+    # Beside the dashboards' import, which waits on Superset and reads only table schemas; Delta
+    # readers see a snapshot, never a half-done OPTIMIZE.
+    beside.start("housekeeping", lambda say: housekeeping.run(spark, settings))
     with stages.stage("Superset dashboards") as notes:
-        provisioned = superset.provision(settings, say=console.print)
+        up = beside.wait("superset", notes, "Superset", lambda outcome: outcome.started)
+        provisioned = superset.Provisioned(up, superset.import_dashboards(settings))
         print_provisioned(settings, provisioned)
         notes.append(provisioned.describe())
     outcome = outcome if not outcome.ok else live
     with stages.stage("housekeeping (OPTIMIZE, retention, VACUUM)") as notes:
-        kept = housekeeping.run(spark, settings)
+        kept = beside.wait("housekeeping", notes, "housekeeping", lambda _report: True, done="ran")
         housekeeping.print_report(kept)
         notes.append(kept.describe())
     with stages.stage("REST API") as notes:

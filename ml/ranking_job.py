@@ -30,7 +30,7 @@ class RankingResult:
     champion: Candidate
     parent_run_id: str
     champion_run_id: str
-    serving: RankingModel
+    serving: RankingModel | None  # None when not asked for (evaluate only)
 
 
 def run_ranking_sweep(
@@ -45,6 +45,7 @@ def run_ranking_sweep(
     seed: int,
     grid: tuple[RankingParams, ...],
     progress: Callable[[str], None],
+    serve: bool = True,
 ) -> RankingResult:
     import mlflow
 
@@ -99,5 +100,5 @@ def run_ranking_sweep(
         progress(f"champion: test precision@{K} {champion.mean('test', f'precision_at_{K}'):.4f}, "
                  f"NDCG@{K} {champion.mean('test', f'ndcg_at_{K}'):.4f}")
 
-    serving = fit_ranking(ratings, params)
+    serving = fit_ranking(ratings, params) if serve else None
     return RankingResult(candidates, champion, parent.info.run_id, champion_run.info.run_id, serving)

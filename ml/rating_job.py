@@ -30,11 +30,11 @@ if TYPE_CHECKING:
 class RatingGrid:
     """Configurations swept per family; the best of each family by validation RMSE joins the blend."""
 
-    damping: tuple[tuple[float, float], ...] = ((5.0, 2.0), (10.0, 5.0))
+    damping: tuple[tuple[float, float], ...] = ((5.0, 2.0),)
     plain_als: tuple[AlsParams, ...] = (AlsParams(rank=50, reg_param=0.12),)
     residual_als: tuple[AlsParams, ...] = (AlsParams(rank=10, reg_param=0.15),)
     item_knn: tuple[KnnParams, ...] = (KnnParams(by="item", k=40, shrinkage=400.0),)
-    user_knn: tuple[KnnParams, ...] = (KnnParams(by="user", k=40, shrinkage=400.0),)
+    user_knn: tuple[KnnParams, ...] = ()  # an empty family is left out of the sweep and the blend
     support_aware_blend: bool = True
 
 
@@ -90,6 +90,7 @@ def run_rating_sweep(
     seed: int,
     grid: RatingGrid,
     progress: Callable[[str], None],
+    serve: bool = True,
 ) -> RatingResult:
     import mlflow
 
@@ -202,8 +203,8 @@ def run_rating_sweep(
     for frame in predictions[1:]:
         union = union.unionByName(frame)
     result = RatingResult(candidates, champion, parent.info.run_id, champion_run.info.run_id, union)
-    # Serving: the recipe refitted on all ratings, with the blend weights averaged over the splits.
-    result.serving = _refit(ratings, chosen_baseline, members, average(list(blends.values())), scale)
+    if serve:  # the recipe refitted on all ratings, with the blend weights averaged over the splits
+        result.serving = _refit(ratings, chosen_baseline, members, average(list(blends.values())), scale)
     return result
 
 

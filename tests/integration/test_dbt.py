@@ -1,13 +1,15 @@
 """dbt on the server: `dbt build` turns bronze into gold, for both MovieLens layouts."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 
-from lakehouse.dbt_runner import ML_NODES, run_dbt
+from lakehouse.dbt_runner import ML_NODES, PROJECT_DIR, run_dbt
 from lakehouse import data_catalog, tables
 from tests.integration.conftest import count, ingest
 
@@ -129,3 +131,50 @@ def test_docs_catalog_has_no_column_the_yaml_lacks(lakehouse_server):
     mismatches = data_catalog.column_mismatches(manifest, catalog)
     assert not mismatches, "\n".join(map(str, mismatches))
     assert not data_catalog.gaps(manifest)
+
+
+PROBE_SCHEMA = "silver_not_null_probe"  # the profile's schema, silver, + the probe tests' `schema`
+
+
+def test_not_null_columns_fails_naming_each_column_with_nulls(spark, lakehouse_server, tmp_path):
+    """The generic test not_null_columns (data_tests/generic/) checks several columns in one query:
+    on a table with nulls it fails with one row per column holding any, named and counted, and it
+    passes on the columns without. Run in a throwaway project (the repository's profile and a copy
+    of the test's file) over a three-row Delta table, in a schema of its own dropped afterwards."""
+    project = tmp_path / "project"
+    (project / "data_tests" / "generic").mkdir(parents=True)
+    shutil.copy(PROJECT_DIR / "data_tests" / "generic" / "not_null_columns.sql", project / "data_tests" / "generic")
+    (project / "dbt_project.yml").write_text(
+        'name: not_null_probe\nversion: "1.0.0"\nprofile: movielens_lakehouse\ntest-paths: ["data_tests"]\n'
+        "data_tests:\n  not_null_probe:\n    +store_failures: true\n    +schema: not_null_probe\n")
+    (project / "models").mkdir()
+    (project / "models" / "_probe__sources.yml").write_text(f"""version: 2
+sources:
+  - name: probe
+    schema: {PROBE_SCHEMA}
+    tables:
+      - name: with_nulls
+        data_tests:
+          - not_null_columns:
+              arguments:
+                columns: [id, label, score]
+          - not_null_columns:
+              arguments:
+                columns: [id]
+""")
+    try:
+        spark.sql(f"create schema if not exists {PROBE_SCHEMA}")
+        spark.sql(f"create or replace table {PROBE_SCHEMA}.with_nulls using delta as select * from values "
+                  "(1, 'a', cast(null as int)), (2, null, null), (3, 'c', 3) as t(id, label, score)")
+        outcome = run_dbt(lakehouse_server, "test", project_dir=project, target_dir=tmp_path / "target")
+        assert outcome.returncode == 1 and outcome.statuses == {"fail": 1, "pass": 1}, outcome
+        results = {r["unique_id"].split(".")[2]: r
+                   for r in json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]}
+        failed = results["source_not_null_columns_probe_with_nulls_id__label__score"]
+        assert failed["status"] == "fail" and failed["failures"] == 2, failed
+        # The failing rows dbt stored: each column with nulls, and how many rows have one there.
+        stored = spark.sql(f"select column_name, null_rows from {failed['relation_name']}").collect()
+        assert {tuple(row) for row in stored} == {("label", 1), ("score", 2)}
+        assert results["source_not_null_columns_probe_with_nulls_id"]["status"] == "pass"
+    finally:
+        spark.sql(f"drop schema if exists {PROBE_SCHEMA} cascade")
