@@ -94,7 +94,7 @@ def main() -> int:
              f"{r['rmse']:.4f}", f"{r['rmse_gap']:+.4f}", f"{r['ndcg_at_10']:.4f}", f"{-r['ndcg_gap']:+.4f}",
              "yes" if r["within_bar"] else "no") for grid, r in results.items()]
     console.print(table(f"Training grids on ml-100k ({machine['cpus']} cores; gaps against `{grids[-1]}`)",
-                        ["grid", "seconds", "configurations (rating + ranking)", "champion RMSE", "gap",
+                        ["grid", "seconds", "candidates (rating + ranking)", "champion RMSE", "gap",
                          "champion NDCG@10", "gap", f"within {BAR}"], rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": machine, "reference": grids[-1], "bar": BAR, "grids": results},
